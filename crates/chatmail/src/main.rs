@@ -1,1 +1,69 @@
-fn main() {}
+//! `chatmail`: one binary, one subcommand per daemon. Each daemon's logic
+//! lives in its own library crate; this file only parses arguments, sets up
+//! logging and hands a bound listener to the daemon's `run`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod daemon;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    daemon::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chatmail: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("chatmail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Auth(args) => {
+            let (listener, config) = daemon::prepare(&args, "auth").await?;
+            chatmail_auth::run(listener, config, chatmail_net::shutdown_signal()).await?;
+        }
+        Command::Lastlogin(args) => {
+            let (listener, config) = daemon::prepare(&args, "lastlogin").await?;
+            chatmail_lastlogin::run(listener, config, chatmail_net::shutdown_signal()).await?;
+        }
+        Command::Sandbox(args) => {
+            let options = chatmail_sandbox::Options {
+                state_dir: args.state_dir,
+                domain: args.domain,
+                port_base: args.port_base,
+                exe: std::env::current_exe()?,
+            };
+            chatmail_sandbox::run(options, chatmail_net::shutdown_signal()).await?;
+        }
+        Command::Bench(args) => {
+            chatmail_bench::run(chatmail_bench::Options {
+                seconds: args.seconds,
+                users: args.users,
+                exe: std::env::current_exe()?,
+            })
+            .await?;
+        }
+        Command::BenchEchoServer { listen } => chatmail_bench::echo_server(&listen).await?,
+    }
+    Ok(())
+}

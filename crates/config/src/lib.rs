@@ -1,1 +1,648 @@
-//! chatmail-config
+//! Reads `chatmail.ini`, the relay's one config file, exactly as chatmaild does.
+//!
+//! Only the `[params]` section is read (see DESIGN.md, "Compatibility contract"); every key
+//! chatmaild knows is accepted with chatmaild's default, plus the keys only these helpers use
+//! (`max_load_1m`, `min_available_memory`, `min_free_disk_space`, `nocreate_file`,
+//! `push_notification_url`). Unknown keys, other sections and doubtful values are reported as
+//! [`Warning`]s for the caller to log; values that cannot be used are a [`ConfigError`]
+//! naming the key, the value and the reason. Nothing is written.
+//!
+//! The INI dialect is that of Python's `iniconfig` (see the `ini` module): notably, `#`
+//! after a value is part of the value, not a comment.
+
+mod ini;
+mod value;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub use value::{PlainUnit, Size, SizeError};
+
+use ini::Entry;
+use value::{IntError, has_inline_comment, is_valid_domain, parse_bool, parse_ipv4, parse_uint};
+
+/// Default path of the file whose existence stops account creation (chatmaild's
+/// `NOCREATE_FILE`).
+pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
+/// Default notification gateway (chatmaild's notifier posts here).
+pub const DEFAULT_PUSH_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
+/// Default socket of the TURN credentials service.
+pub const DEFAULT_TURN_SOCKET_PATH: &str = "/run/chatmail-turn/turn.socket";
+
+/// The parsed `[params]` section of `chatmail.ini`.
+///
+/// Field names are the ini keys. Defaults are chatmaild's (DESIGN.md lists them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `mail_domain` as written: a host name, or a bare IPv4 address for an IP-only relay.
+    /// See [`Config::address_domain`] for the domain part of addresses.
+    pub mail_domain: String,
+    /// Messages a user may send per minute (GCRA rate). Default 60.
+    pub max_user_send_per_minute: u32,
+    /// GCRA burst size. Default 10.
+    pub max_user_send_burst_size: u32,
+    /// Mailbox quota. Default `500M`; a plain number counts MiB, as in chatmaild.
+    pub max_mailbox_size: Size,
+    /// Largest accepted message, bytes. Default 31457280.
+    pub max_message_size: u64,
+    /// Days after which every message is deleted. Default 20.
+    pub delete_mails_after: u32,
+    /// Days after which messages over 200 kB are deleted. Default 7.
+    pub delete_large_after: u32,
+    /// Days without login after which an address is deleted. Default 90.
+    pub delete_inactive_users_after: u32,
+    /// Shortest localpart of a new address. Default 9.
+    pub username_min_length: usize,
+    /// Longest localpart of a new address. Default 9.
+    pub username_max_length: usize,
+    /// Shortest password of a new address. Default 9.
+    pub password_min_length: usize,
+    /// No new accounts while the 1-minute load average is above this. Default 5.
+    /// (Not a chatmaild key.)
+    pub max_load_1m: f64,
+    /// No new accounts while available memory is below this. Default `200M`, plain = bytes.
+    /// (Not a chatmaild key.)
+    pub min_available_memory: Size,
+    /// No new accounts while free disk space is below this. Default `1G`, plain = bytes.
+    /// (Not a chatmaild key.)
+    pub min_free_disk_space: Size,
+    /// Root of the per-address directories. Default `/home/vmail/mail/<mail_domain>` (the
+    /// bare `mail_domain`, without brackets for an IPv4 relay).
+    pub mailboxes_dir: PathBuf,
+    /// Account creation is refused while this file exists. Default `/etc/chatmail-nocreate`.
+    /// (Not a chatmaild key.)
+    pub nocreate_file: PathBuf,
+    /// The iroh relay URL announced to clients: `https://<mail_domain>` when the key is
+    /// absent, the value when set, `None` when set to an empty value (clients then use
+    /// their default relay).
+    pub iroh_relay: Option<String>,
+    /// Whether this host runs its own iroh relay: true exactly when `iroh_relay` is absent.
+    pub enable_iroh_relay: bool,
+    /// Socket of the TURN credentials service. Default `/run/chatmail-turn/turn.socket`.
+    pub turn_socket_path: PathBuf,
+    /// Notification gateway URL. Default `https://notifications.delta.chat/notify`.
+    /// (Not a chatmaild key.)
+    pub push_notification_url: String,
+    /// Local senders allowed to send cleartext (whitespace-separated). Default none.
+    pub passthrough_senders: Vec<String>,
+    /// Recipients (or `@domain`s) that may receive cleartext. Default none.
+    pub passthrough_recipients: Vec<String>,
+    /// Custom web pages directory (used by the deploy tool). Default empty.
+    pub www_folder: String,
+    /// Default 10080.
+    pub filtermail_smtp_port: u16,
+    /// Default 10081.
+    pub filtermail_smtp_port_incoming: u16,
+    /// Default 10082.
+    pub filtermail_http_port_incoming: u16,
+    /// Default 10083.
+    pub filtermail_lmtp_port_transport: u16,
+    /// Default 10025.
+    pub postfix_reinject_port: u16,
+    /// Default 10026.
+    pub postfix_reinject_port_incoming: u16,
+    /// Where mtail listens; `None` = mtail not run.
+    pub mtail_address: Option<String>,
+    /// Default false.
+    pub disable_ipv6: bool,
+    /// ACME account e-mail. Default empty.
+    pub acme_email: String,
+    /// Dovecot IMAP raw logs. Default false.
+    pub imap_rawlog: bool,
+    /// IMAP COMPRESS. Default false.
+    pub imap_compress: bool,
+    /// Privacy policy contact data; `None` when absent (may span several lines).
+    pub privacy_postal: Option<String>,
+    /// See [`Config::privacy_postal`].
+    pub privacy_mail: Option<String>,
+    /// See [`Config::privacy_postal`].
+    pub privacy_pdo: Option<String>,
+    /// See [`Config::privacy_postal`].
+    pub privacy_supervisor: Option<String>,
+    /// Externally managed TLS certificate and key paths; `None` = derived (see
+    /// [`Config::tls_cert`]).
+    pub tls_external_cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Old SQLite account database, only read by chatmaild's one-time migration.
+    /// Default `/home/vmail/passdb.sqlite`.
+    pub passdb_path: PathBuf,
+    address_domain: String,
+}
+
+/// How the TLS certificate is obtained (chatmaild's `tls_cert_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsCertMode {
+    /// Paths from `tls_external_cert_and_key`.
+    External,
+    /// Self-signed: `mail_domain` starts with `_` or is an IPv4 address.
+    SelfSigned,
+    /// Let's Encrypt via acmetool.
+    Acme,
+}
+
+/// TLS certificate mode and file paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCert {
+    /// Where the certificate comes from.
+    pub mode: TlsCertMode,
+    /// Certificate chain file.
+    pub cert_path: PathBuf,
+    /// Private key file.
+    pub key_path: PathBuf,
+}
+
+/// Something in the file that is accepted but probably not what the operator meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// A key in `[params]` that no component reads (it may belong to another tool).
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A section other than `[params]`; its keys are not read.
+    IgnoredSection {
+        /// The section name.
+        name: String,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A boolean that is neither `true` nor `false`; like chatmaild, it counts as false.
+    NotABoolean {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value containing ` #` or ` ;`, which this dialect keeps as part of the value.
+    InlineComment {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::UnknownKey { key, line } => {
+                write!(f, "line {line}: unknown key {key:?} in [params], ignored")
+            }
+            Warning::IgnoredSection { name, line } => write!(
+                f,
+                "line {line}: section [{name}] is ignored (only [params] is read)"
+            ),
+            Warning::NotABoolean { key, value } => write!(
+                f,
+                "{key} = {value:?}: neither \"true\" nor \"false\", taken as false"
+            ),
+            Warning::InlineComment { key, value } => write!(
+                f,
+                "{key} = {value:?}: '#' and ';' only start comments at the beginning of a \
+                 line; the whole text is the value"
+            ),
+        }
+    }
+}
+
+/// Why the config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The path given to [`Config::load`].
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid in chatmaild's INI dialect.
+    #[error("line {line}: {message}")]
+    Syntax {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// There is no `[params]` section.
+    #[error("no [params] section")]
+    MissingSection,
+    /// A required key is missing.
+    #[error("{key} is not set (it is required)")]
+    MissingKey {
+        /// The key.
+        key: &'static str,
+    },
+    /// A value cannot be used.
+    #[error("{key} = {value:?}: {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// `username_min_length` exceeds `username_max_length`.
+    #[error("username_min_length ({min}) is greater than username_max_length ({max})")]
+    UsernameLengths {
+        /// `username_min_length`.
+        min: usize,
+        /// `username_max_length`.
+        max: usize,
+    },
+}
+
+fn invalid(entry: &Entry, reason: impl fmt::Display) -> ConfigError {
+    let mut reason = reason.to_string();
+    if has_inline_comment(&entry.value) {
+        reason.push_str(" ('#' and ';' do not start comments after a value)");
+    }
+    ConfigError::Invalid {
+        key: entry.key.clone(),
+        value: entry.value.clone(),
+        reason,
+    }
+}
+
+/// The `[params]` entries, with the ones already consumed taken out.
+struct Params {
+    entries: Vec<Option<Entry>>,
+}
+
+impl Params {
+    fn take(&mut self, key: &str) -> Option<Entry> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.as_ref().is_some_and(|e| e.key == key))
+            .and_then(Option::take)
+    }
+
+    fn remaining(self) -> impl Iterator<Item = Entry> {
+        self.entries.into_iter().flatten()
+    }
+}
+
+/// Reads the typed values and records warnings on the way.
+struct Reader {
+    params: Params,
+    warnings: Vec<Warning>,
+}
+
+impl Reader {
+    fn uint(&mut self, key: &str) -> Result<Option<u64>, ConfigError> {
+        let Some(entry) = self.params.take(key) else {
+            return Ok(None);
+        };
+        parse_uint(&entry.value)
+            .map(Some)
+            .map_err(|e| invalid(&entry, e))
+    }
+
+    fn u32(&mut self, key: &str, default: u32) -> Result<u32, ConfigError> {
+        self.narrow(key, default)
+    }
+
+    fn usize(&mut self, key: &str, default: usize) -> Result<usize, ConfigError> {
+        self.narrow(key, default)
+    }
+
+    fn narrow<T: TryFrom<u64>>(&mut self, key: &str, default: T) -> Result<T, ConfigError> {
+        let Some(entry) = self.params.take(key) else {
+            return Ok(default);
+        };
+        let n = parse_uint(&entry.value).map_err(|e| invalid(&entry, e))?;
+        T::try_from(n).map_err(|_| invalid(&entry, IntError::TooLarge))
+    }
+
+    fn port(&mut self, key: &str, default: u16) -> Result<u16, ConfigError> {
+        let Some(entry) = self.params.take(key) else {
+            return Ok(default);
+        };
+        match parse_uint(&entry.value) {
+            Ok(n @ 1..=65535) => Ok(u16::try_from(n).unwrap_or(default)),
+            Ok(_) => Err(invalid(&entry, "not a port number (1 to 65535)")),
+            Err(e) => Err(invalid(&entry, e)),
+        }
+    }
+
+    fn size(&mut self, key: &str, default: &str, plain: PlainUnit) -> Result<Size, ConfigError> {
+        match self.params.take(key) {
+            None => Ok(Size::parse(default, plain).unwrap_or_else(|_| Size {
+                bytes: 0,
+                text: default.to_owned(),
+            })),
+            Some(entry) => Size::parse(&entry.value, plain).map_err(|e| invalid(&entry, e)),
+        }
+    }
+
+    fn boolean(&mut self, key: &str) -> bool {
+        let Some(entry) = self.params.take(key) else {
+            return false;
+        };
+        let (value, recognised) = parse_bool(&entry.value);
+        if !recognised {
+            self.warnings.push(Warning::NotABoolean {
+                key: entry.key,
+                value: entry.value,
+            });
+        }
+        value
+    }
+
+    /// A free-text value; warns when it seems to carry an inline comment.
+    fn text(&mut self, key: &str) -> Option<String> {
+        let entry = self.params.take(key)?;
+        if has_inline_comment(&entry.value) {
+            self.warnings.push(Warning::InlineComment {
+                key: entry.key.clone(),
+                value: entry.value.clone(),
+            });
+        }
+        Some(entry.value)
+    }
+
+    fn path(&mut self, key: &str, default: impl Into<PathBuf>) -> Result<PathBuf, ConfigError> {
+        let Some(entry) = self.params.take(key) else {
+            return Ok(default.into());
+        };
+        let value = entry.value.trim();
+        if value.is_empty() {
+            return Err(invalid(&entry, "must not be empty"));
+        }
+        if has_inline_comment(value) {
+            return Err(invalid(&entry, "looks like a path followed by a comment"));
+        }
+        Ok(PathBuf::from(value))
+    }
+
+    fn list(&mut self, key: &str) -> Vec<String> {
+        self.text(key)
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// Reads and parses the config file at `path`.
+    ///
+    /// Returns the config and the warnings the caller should log.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] (with the path) when the file cannot be read or is not UTF-8;
+    /// otherwise as [`Config::parse`].
+    pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses the text of a `chatmail.ini`.
+    ///
+    /// Returns the config and the warnings the caller should log.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Syntax`] for INI syntax errors, [`ConfigError::MissingSection`] without
+    /// `[params]`, [`ConfigError::MissingKey`] without `mail_domain`,
+    /// [`ConfigError::Invalid`] for a value that cannot be used, and
+    /// [`ConfigError::UsernameLengths`] when the minimum exceeds the maximum.
+    pub fn parse(text: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let sections = ini::parse(text)?;
+        let mut warnings = Vec::new();
+        let mut params = None;
+        for section in sections {
+            if section.name == "params" {
+                params = Some(section.entries);
+            } else {
+                warnings.push(Warning::IgnoredSection {
+                    name: section.name,
+                    line: section.line,
+                });
+            }
+        }
+        let params = params.ok_or(ConfigError::MissingSection)?;
+        let mut r = Reader {
+            params: Params {
+                entries: params.into_iter().map(Some).collect(),
+            },
+            warnings,
+        };
+
+        let domain_entry = r
+            .params
+            .take("mail_domain")
+            .ok_or(ConfigError::MissingKey { key: "mail_domain" })?;
+        if parse_ipv4(&domain_entry.value).is_none() && !is_valid_domain(&domain_entry.value) {
+            return Err(invalid(
+                &domain_entry,
+                "not a valid domain name or IPv4 address",
+            ));
+        }
+        let mut c = Config::with_defaults(&domain_entry.value);
+
+        c.max_user_send_per_minute = r.u32("max_user_send_per_minute", 60)?;
+        c.max_user_send_burst_size = r.u32("max_user_send_burst_size", 10)?;
+        c.max_mailbox_size = r.size("max_mailbox_size", "500M", PlainUnit::Mebibytes)?;
+        c.max_message_size = r.uint("max_message_size")?.unwrap_or(c.max_message_size);
+        c.delete_mails_after = r.u32("delete_mails_after", 20)?;
+        c.delete_large_after = r.u32("delete_large_after", 7)?;
+        c.delete_inactive_users_after = r.u32("delete_inactive_users_after", 90)?;
+        c.username_min_length = r.usize("username_min_length", 9)?;
+        c.username_max_length = r.usize("username_max_length", 9)?;
+        c.password_min_length = r.usize("password_min_length", 9)?;
+        if let Some(entry) = r.params.take("max_load_1m") {
+            c.max_load_1m = match entry.value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => v,
+                Ok(v) if v.is_finite() => return Err(invalid(&entry, "must not be negative")),
+                _ => return Err(invalid(&entry, "not a number")),
+            };
+        }
+        c.min_available_memory = r.size("min_available_memory", "200M", PlainUnit::Bytes)?;
+        c.min_free_disk_space = r.size("min_free_disk_space", "1G", PlainUnit::Bytes)?;
+        c.mailboxes_dir = r.path("mailboxes_dir", c.mailboxes_dir.clone())?;
+        c.nocreate_file = r.path("nocreate_file", DEFAULT_NOCREATE_FILE)?;
+        if let Some(relay) = r.text("iroh_relay") {
+            let relay = relay.trim();
+            c.iroh_relay = (!relay.is_empty()).then(|| relay.to_owned());
+            c.enable_iroh_relay = false;
+        }
+        c.turn_socket_path = r.path("turn_socket_path", DEFAULT_TURN_SOCKET_PATH)?;
+        if let Some(entry) = r.params.take("push_notification_url") {
+            let url = entry.value.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(char::is_whitespace)
+            {
+                return Err(invalid(&entry, "not an http:// or https:// URL"));
+            }
+            c.push_notification_url = url.to_owned();
+        }
+        c.passthrough_senders = r.list("passthrough_senders");
+        c.passthrough_recipients = r.list("passthrough_recipients");
+        c.www_folder = r.text("www_folder").unwrap_or_default();
+        c.filtermail_smtp_port = r.port("filtermail_smtp_port", 10080)?;
+        c.filtermail_smtp_port_incoming = r.port("filtermail_smtp_port_incoming", 10081)?;
+        c.filtermail_http_port_incoming = r.port("filtermail_http_port_incoming", 10082)?;
+        c.filtermail_lmtp_port_transport = r.port("filtermail_lmtp_port_transport", 10083)?;
+        c.postfix_reinject_port = r.port("postfix_reinject_port", 10025)?;
+        c.postfix_reinject_port_incoming = r.port("postfix_reinject_port_incoming", 10026)?;
+        c.mtail_address = r.text("mtail_address");
+        c.disable_ipv6 = r.boolean("disable_ipv6");
+        c.acme_email = r.text("acme_email").unwrap_or_default();
+        c.imap_rawlog = r.boolean("imap_rawlog");
+        c.imap_compress = r.boolean("imap_compress");
+        c.privacy_postal = r.text("privacy_postal");
+        c.privacy_mail = r.text("privacy_mail");
+        c.privacy_pdo = r.text("privacy_pdo");
+        c.privacy_supervisor = r.text("privacy_supervisor");
+        if let Some(entry) = r.params.take("tls_external_cert_and_key") {
+            let parts: Vec<&str> = entry.value.split_whitespace().collect();
+            match parts[..] {
+                [] => {}
+                [cert, key] => c.tls_external_cert_and_key = Some((cert.into(), key.into())),
+                _ => {
+                    return Err(invalid(
+                        &entry,
+                        "must be two space-separated paths: CERT_PATH KEY_PATH",
+                    ));
+                }
+            }
+        }
+        c.passdb_path = r.path("passdb_path", c.passdb_path.clone())?;
+
+        if c.username_min_length > c.username_max_length {
+            return Err(ConfigError::UsernameLengths {
+                min: c.username_min_length,
+                max: c.username_max_length,
+            });
+        }
+        let Reader {
+            params,
+            mut warnings,
+        } = r;
+        warnings.extend(params.remaining().map(|e| Warning::UnknownKey {
+            key: e.key,
+            line: e.line,
+        }));
+        Ok((c, warnings))
+    }
+
+    /// The domain part of the relay's addresses: `mail_domain`, or `[a.b.c.d]` when
+    /// `mail_domain` is an IPv4 address.
+    pub fn address_domain(&self) -> &str {
+        &self.address_domain
+    }
+
+    /// The relay's IPv4 address when `mail_domain` is one.
+    pub fn ipv4_relay(&self) -> Option<Ipv4Addr> {
+        parse_ipv4(&self.mail_domain)
+    }
+
+    /// Postfix `myhostname`: `mail_domain`, or the reverse-DNS name
+    /// (`d.c.b.a.in-addr.arpa`) of an IPv4 relay.
+    pub fn postfix_myhostname(&self) -> String {
+        match self.ipv4_relay() {
+            Some(ip) => {
+                let [a, b, c, d] = ip.octets();
+                format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+            }
+            None => self.mail_domain.clone(),
+        }
+    }
+
+    /// Where the TLS certificate and key are, as chatmaild derives them.
+    pub fn tls_cert(&self) -> TlsCert {
+        if let Some((cert, key)) = &self.tls_external_cert_and_key {
+            return TlsCert {
+                mode: TlsCertMode::External,
+                cert_path: cert.clone(),
+                key_path: key.clone(),
+            };
+        }
+        if self.mail_domain.starts_with('_') || self.ipv4_relay().is_some() {
+            return TlsCert {
+                mode: TlsCertMode::SelfSigned,
+                cert_path: "/etc/ssl/certs/mailserver.pem".into(),
+                key_path: "/etc/ssl/private/mailserver.key".into(),
+            };
+        }
+        let live = Path::new("/var/lib/acme/live").join(&self.mail_domain);
+        TlsCert {
+            mode: TlsCertMode::Acme,
+            cert_path: live.join("fullchain"),
+            key_path: live.join("privkey"),
+        }
+    }
+
+    /// A config with every default, for tests of other crates. `mail_domain` is not
+    /// validated.
+    pub fn for_tests(mail_domain: &str, mailboxes_dir: &Path) -> Config {
+        let mut c = Config::with_defaults(mail_domain);
+        c.mailboxes_dir = mailboxes_dir.to_owned();
+        c
+    }
+
+    fn with_defaults(mail_domain: &str) -> Config {
+        let size = |text: &str, plain| {
+            Size::parse(text, plain).unwrap_or_else(|_| Size {
+                bytes: 0,
+                text: text.to_owned(),
+            })
+        };
+        let address_domain = match parse_ipv4(mail_domain) {
+            Some(_) => format!("[{mail_domain}]"),
+            None => mail_domain.to_owned(),
+        };
+        Config {
+            mail_domain: mail_domain.to_owned(),
+            max_user_send_per_minute: 60,
+            max_user_send_burst_size: 10,
+            max_mailbox_size: size("500M", PlainUnit::Mebibytes),
+            max_message_size: 31_457_280,
+            delete_mails_after: 20,
+            delete_large_after: 7,
+            delete_inactive_users_after: 90,
+            username_min_length: 9,
+            username_max_length: 9,
+            password_min_length: 9,
+            max_load_1m: 5.0,
+            min_available_memory: size("200M", PlainUnit::Bytes),
+            min_free_disk_space: size("1G", PlainUnit::Bytes),
+            mailboxes_dir: Path::new("/home/vmail/mail").join(mail_domain),
+            nocreate_file: DEFAULT_NOCREATE_FILE.into(),
+            iroh_relay: Some(format!("https://{mail_domain}")),
+            enable_iroh_relay: true,
+            turn_socket_path: DEFAULT_TURN_SOCKET_PATH.into(),
+            push_notification_url: DEFAULT_PUSH_NOTIFICATION_URL.to_owned(),
+            passthrough_senders: Vec::new(),
+            passthrough_recipients: Vec::new(),
+            www_folder: String::new(),
+            filtermail_smtp_port: 10080,
+            filtermail_smtp_port_incoming: 10081,
+            filtermail_http_port_incoming: 10082,
+            filtermail_lmtp_port_transport: 10083,
+            postfix_reinject_port: 10025,
+            postfix_reinject_port_incoming: 10026,
+            mtail_address: None,
+            disable_ipv6: false,
+            acme_email: String::new(),
+            imap_rawlog: false,
+            imap_compress: false,
+            privacy_postal: None,
+            privacy_mail: None,
+            privacy_pdo: None,
+            privacy_supervisor: None,
+            tls_external_cert_and_key: None,
+            passdb_path: "/home/vmail/passdb.sqlite".into(),
+            address_domain,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

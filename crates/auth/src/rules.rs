@@ -1,0 +1,279 @@
+//! The account-creation rules of DESIGN.md ("The rules" → "Account creation"),
+//! as plain functions over plain values: no I/O, so every rule is unit-tested
+//! with a case table.
+
+use std::fmt;
+
+use chatmail_config::Config;
+
+/// What the machine has left, as measured by a [`crate::probe::ResourceProbe`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resources {
+    /// The 1-minute load average.
+    pub load_1m: f64,
+    /// Memory available to new processes, in bytes (`MemAvailable`).
+    pub available_memory: u64,
+    /// Free disk space for unprivileged users where the mailboxes live, in bytes.
+    pub free_disk: u64,
+}
+
+/// Why a new account was not created. Displayed in the log line of the refusal;
+/// never carries the password.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The operator's nocreate file exists.
+    NoCreate,
+    /// The localpart is shorter or longer than the configured bounds.
+    LocalpartLength { len: usize, min: usize, max: usize },
+    /// The localpart has characters outside `[a-z0-9._-]`.
+    LocalpartChars,
+    /// The password is shorter than `password_min_length`.
+    PasswordTooShort { len: usize, min: usize },
+    /// The 1-minute load average is above `max_load_1m`.
+    Load { load: f64, max: f64 },
+    /// Available memory is below `min_available_memory`.
+    Memory { available: u64, min: u64 },
+    /// Free disk space is below `min_free_disk_space`.
+    Disk { free: u64, min: u64 },
+    /// The machine could not be measured; refusing is the safe answer.
+    Unmeasured,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoCreate => write!(f, "account creation is disabled (nocreate file)"),
+            Refusal::LocalpartLength { len, min, max } => {
+                write!(f, "localpart has {len} characters, allowed {min} to {max}")
+            }
+            Refusal::LocalpartChars => {
+                write!(f, "localpart has characters outside [a-z0-9._-]")
+            }
+            Refusal::PasswordTooShort { len, min } => {
+                write!(f, "password has {len} characters, at least {min} needed")
+            }
+            Refusal::Load { load, max } => write!(f, "load average {load:.2} above {max}"),
+            Refusal::Memory { available, min } => {
+                write!(f, "available memory {available} bytes below {min}")
+            }
+            Refusal::Disk { free, min } => write!(f, "free disk {free} bytes below {min}"),
+            Refusal::Unmeasured => write!(f, "cannot measure load, memory or disk"),
+        }
+    }
+}
+
+/// Checks what can be checked without measuring the machine: the nocreate
+/// switch, the localpart and the password length.
+///
+/// # Errors
+/// The first rule the request breaks.
+pub fn check_request(
+    config: &Config,
+    nocreate: bool,
+    localpart: &str,
+    password: &str,
+) -> Result<(), Refusal> {
+    if nocreate {
+        return Err(Refusal::NoCreate);
+    }
+    let len = localpart.chars().count();
+    let (min, max) = (config.username_min_length, config.username_max_length);
+    if len < min || len > max {
+        return Err(Refusal::LocalpartLength { len, min, max });
+    }
+    if !localpart
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(Refusal::LocalpartChars);
+    }
+    let len = password.chars().count();
+    if len < config.password_min_length {
+        return Err(Refusal::PasswordTooShort {
+            len,
+            min: config.password_min_length,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the machine can take another account.
+///
+/// # Errors
+/// The first limit the machine is past.
+pub fn check_resources(config: &Config, res: &Resources) -> Result<(), Refusal> {
+    if res.load_1m > config.max_load_1m {
+        return Err(Refusal::Load {
+            load: res.load_1m,
+            max: config.max_load_1m,
+        });
+    }
+    if res.available_memory < config.min_available_memory.bytes {
+        return Err(Refusal::Memory {
+            available: res.available_memory,
+            min: config.min_available_memory.bytes,
+        });
+    }
+    if res.free_disk < config.min_free_disk_space.bytes {
+        return Err(Refusal::Disk {
+            free: res.free_disk,
+            min: config.min_free_disk_space.bytes,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config() -> Config {
+        Config::for_tests("example.org", Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn request_rules() {
+        let c = config();
+        let ok = "abcdefghi";
+        let pw = "123456789";
+        let cases: &[(bool, &str, &str, Result<(), Refusal>)] = &[
+            (false, ok, pw, Ok(())),
+            (false, "a1b2c3d4e", pw, Ok(())),
+            (false, "a.b_c-d9z", pw, Ok(())),
+            (true, ok, pw, Err(Refusal::NoCreate)),
+            (
+                false,
+                "abcdefgh",
+                pw,
+                Err(Refusal::LocalpartLength {
+                    len: 8,
+                    min: 9,
+                    max: 9,
+                }),
+            ),
+            (
+                false,
+                "abcdefghij",
+                pw,
+                Err(Refusal::LocalpartLength {
+                    len: 10,
+                    min: 9,
+                    max: 9,
+                }),
+            ),
+            (false, "abcdEfghi", pw, Err(Refusal::LocalpartChars)),
+            (false, "abcd+fghi", pw, Err(Refusal::LocalpartChars)),
+            (false, "abcd fghi", pw, Err(Refusal::LocalpartChars)),
+            (false, "abcd\"fghi", pw, Err(Refusal::LocalpartChars)),
+            (
+                false,
+                ok,
+                "12345678",
+                Err(Refusal::PasswordTooShort { len: 8, min: 9 }),
+            ),
+            (
+                false,
+                ok,
+                "",
+                Err(Refusal::PasswordTooShort { len: 0, min: 9 }),
+            ),
+            // nocreate wins over every other reason
+            (true, "x", "", Err(Refusal::NoCreate)),
+        ];
+        for (nocreate, local, pw, want) in cases {
+            assert_eq!(
+                check_request(&c, *nocreate, local, pw),
+                *want,
+                "{local:?} {pw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        // 9 characters, 18 bytes: still refused, but for the charset.
+        let c = config();
+        assert_eq!(
+            check_request(&c, false, "ääääääääää", "123456789"),
+            Err(Refusal::LocalpartLength {
+                len: 10,
+                min: 9,
+                max: 9
+            })
+        );
+        assert_eq!(
+            check_request(&c, false, "äääääääää", "123456789"),
+            Err(Refusal::LocalpartChars)
+        );
+    }
+
+    #[test]
+    fn resource_rules() {
+        let c = config();
+        let good = Resources {
+            load_1m: 0.5,
+            available_memory: 8 << 30,
+            free_disk: 100 << 30,
+        };
+        let cases = [
+            (good, Ok(())),
+            (
+                Resources {
+                    load_1m: 5.0,
+                    ..good
+                },
+                Ok(()),
+            ),
+            (
+                Resources {
+                    load_1m: 5.01,
+                    ..good
+                },
+                Err(Refusal::Load {
+                    load: 5.01,
+                    max: 5.0,
+                }),
+            ),
+            (
+                Resources {
+                    available_memory: 200 << 20,
+                    ..good
+                },
+                Ok(()),
+            ),
+            (
+                Resources {
+                    available_memory: (200 << 20) - 1,
+                    ..good
+                },
+                Err(Refusal::Memory {
+                    available: (200 << 20) - 1,
+                    min: 200 << 20,
+                }),
+            ),
+            (
+                Resources {
+                    free_disk: (1 << 30) - 1,
+                    ..good
+                },
+                Err(Refusal::Disk {
+                    free: (1 << 30) - 1,
+                    min: 1 << 30,
+                }),
+            ),
+        ];
+        for (res, want) in cases {
+            assert_eq!(check_resources(&c, &res), want, "{res:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_never_show_the_password() {
+        let r = Refusal::PasswordTooShort { len: 3, min: 9 };
+        assert_eq!(
+            r.to_string(),
+            "password has 3 characters, at least 9 needed"
+        );
+    }
+}

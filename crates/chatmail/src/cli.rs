@@ -1,0 +1,86 @@
+//! Command-line arguments (clap derive): one subcommand per daemon.
+
+use std::path::PathBuf;
+
+use chatmail_net::ListenAddr;
+use clap::{Args, Parser, Subcommand};
+
+/// Helper daemons that turn stock Debian Postfix and Dovecot into a chatmail
+/// relay for Delta Chat. Each subcommand is one daemon, run as its own
+/// systemd service; `sandbox` runs a whole relay on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "chatmail", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dovecot passdb/userdb over the dict protocol: looks up accounts and
+    /// creates one on the first login of an unknown, admissible address.
+    Auth(DaemonArgs),
+    /// Dict server for Dovecot's last_login plugin: keeps each user's
+    /// last-login day as their password file's mtime.
+    Lastlogin(DaemonArgs),
+    /// Runs a complete chatmail relay on 127.0.0.1 from the machine's stock
+    /// Postfix and Dovecot, in the foreground, until Ctrl-C. Needs root;
+    /// never touches /etc/postfix or /etc/dovecot.
+    Sandbox(SandboxArgs),
+    /// Measures daemon throughput and latency against a raw Unix-socket
+    /// echo server in the same run.
+    Bench(BenchArgs),
+    /// The raw Unix-socket line echo server `bench` measures its ceiling with.
+    #[command(hide = true)]
+    BenchEchoServer {
+        #[arg(long)]
+        listen: ListenAddr,
+    },
+}
+
+/// Options every daemon takes.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The chatmail.ini to read (chatmaild's format, section [params]).
+    #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
+    pub config: PathBuf,
+    /// Where to listen: unix:PATH (created with mode 0660, a stale socket is
+    /// replaced) or inet:HOST:PORT. Defaults to the path the shipped Dovecot
+    /// snippets use: unix:/run/chatmail-<daemon>/<daemon>.socket.
+    #[arg(long)]
+    pub listen: Option<ListenAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Directory for all state (config, queue, mail, sockets, logs); reused
+    /// when it exists. DIR/relay.json describes the running relay.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// The relay's mail domain (only for a new state directory).
+    #[arg(long, default_value = "chat.localhost")]
+    pub domain: String,
+    /// Use the five ports from this one on (SMTP, submission, submissions,
+    /// IMAP, IMAPS) instead of free ones picked at random.
+    #[arg(long)]
+    pub port_base: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "dict")]
+    pub target: BenchTarget,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Accounts to create before measuring lookups.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchTarget {
+    /// chatmail auth passdb lookups and account creations.
+    Dict,
+}

@@ -1,0 +1,880 @@
+//! Wire format of the Dovecot 2.3 dict protocol (major 3, minor 2), as
+//! spoken by the `proxy:` dict client in Dovecot 2.3.19.
+//!
+//! Sources (Dovecot 2.3.19): `src/lib-dict/dict-client.h` (command and reply
+//! characters, version 3.2, 64 KiB line limit), `src/lib-dict/dict-client.c`
+//! (exact request lines, reply parsing), `src/dict/dict-commands.c` and
+//! `src/dict/dict-connection.c` (stock server replies, handshake checks),
+//! `src/lib/strescape.c` (`str_tabescape`/`str_tabunescape`).
+//!
+//! Every line ends in `\n`; fields are separated by `\t`; each field is
+//! tab-escaped (below). The command/reply character is glued to the first
+//! field. `<user>` is empty when the client has no user; priv/ keys always
+//! come with a user (lib-dict asserts it), shared/ keys may not. The client
+//! passes keys verbatim, including their `shared/` or `priv/` prefix.
+//!
+//! | client sends | meaning | server answers |
+//! |---|---|---|
+//! | `H3\t<minor>\t<value_type>\t<user>\t<dict_name>` | hello, first line; 2.3 sends minor 2, value_type 0 (string) or 1 (uint32), user always empty, dict_name = the part after `proxy:<socket>:` | nothing (stock server closes on a bad hello) |
+//! | `L<key>\t<user>` | lookup | `O<value>`, `M<esc(v1\tv2..)>` (minor >= 2, several values), `N`, or `F<error>` |
+//! | `I<flags>\t<max_rows>\t<path>\t<user>` | iterate (max_rows 0 = unlimited) | rows `O<key>\t<value>` (value empty with flag 0x08 NO_VALUE), then an empty line; or `F<error>` |
+//! | `B<id>\t<user>` | begin transaction | nothing |
+//! | `S<id>\t<key>\t<value>` | set | nothing |
+//! | `U<id>\t<key>` | unset | nothing |
+//! | `A<id>\t<key>\t<diff>` | atomic increment (signed) | nothing |
+//! | `T<id>\t<secs>\t<nsecs>` | transaction timestamp | nothing |
+//! | `C<id>` | commit (the only commit 2.3's client sends) | `O<id>`, `N<id>`, `F<id>\t<error>`, `W<id>\t<error>` (write uncertain) |
+//! | `D<id>` | async commit (server still parses it) | as `C`, prefixed with `A`: `AO<id>` ... |
+//! | `R<id>` | rollback | nothing |
+//!
+//! Not in 2.3.19 but parsed for later clients: `V<id>\t<yes|no>`
+//! (hide log values; no reply; format not verified against a source).
+//!
+//! The stock server appends four timing fields to replies and announces
+//! out-of-order replies with `*<n>` / `+<n>\t` for clients with minor >= 1;
+//! both are optional for the client (it matches replies to commands in order
+//! when there is no `+` prefix and only reads timings when 4 extra fields are
+//! present), so this implementation sends neither and answers in order.
+//!
+//! Escaping (`strescape.c`): `\001`→`\0011`, `\t`→`\001t`, `\r`→`\001r`,
+//! `\n`→`\001n`, NUL→`\0010`. Unescaping maps `\001<c>` back, an unknown `<c>`
+//! to itself, and drops a trailing lone `\001`.
+
+use crate::server::CommitResult;
+
+/// Protocol major version sent in HELLO by Dovecot 2.3.
+pub const PROTOCOL_MAJOR: u32 = 3;
+/// Minor version Dovecot 2.3.19 sends; from 2 on the client accepts `M` replies.
+pub const PROTOCOL_MINOR: u32 = 2;
+/// `DICT_CLIENT_MAX_LINE_LENGTH`: the longest line either side accepts.
+pub const MAX_LINE_LENGTH: usize = 64 * 1024;
+/// Iterate flag `DICT_ITERATE_FLAG_RECURSE`.
+pub const ITERATE_FLAG_RECURSE: u32 = 0x01;
+/// Iterate flag `DICT_ITERATE_FLAG_NO_VALUE`: rows carry an empty value.
+pub const ITERATE_FLAG_NO_VALUE: u32 = 0x08;
+/// Iterate flag `DICT_ITERATE_FLAG_EXACT_KEY`.
+pub const ITERATE_FLAG_EXACT_KEY: u32 = 0x10;
+
+/// One request line from the client, unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `H`: handshake.
+    Hello {
+        major: u32,
+        minor: u32,
+        value_type: u32,
+        user: Option<String>,
+        dict_name: String,
+    },
+    /// `L`: look up one key.
+    Lookup { key: String, user: Option<String> },
+    /// `I`: iterate keys under a path.
+    Iterate {
+        flags: u32,
+        max_rows: u64,
+        path: String,
+        user: Option<String>,
+    },
+    /// `B`: open a transaction.
+    Begin { id: u32, user: Option<String> },
+    /// `S`: set a key in a transaction.
+    Set { id: u32, key: String, value: String },
+    /// `U`: unset a key in a transaction.
+    Unset { id: u32, key: String },
+    /// `A`: add `diff` to a numeric key in a transaction.
+    AtomicInc { id: u32, key: String, diff: i64 },
+    /// `T`: timestamp for the transaction's writes.
+    Timestamp { id: u32, secs: i64, nsecs: u32 },
+    /// `V`: whether values may be logged (newer clients only).
+    HideLogValues { id: u32, hide: bool },
+    /// `C`: commit, answered with `O<id>` etc.
+    Commit { id: u32 },
+    /// `D`: commit, answered with `AO<id>` etc.
+    CommitAsync { id: u32 },
+    /// `R`: drop the transaction, no answer.
+    Rollback { id: u32 },
+}
+
+/// Whether a request starting with command byte `cmd` expects an answer,
+/// so that even an unparsable one must get a failure line to keep the
+/// client's reply queue in step.
+pub fn command_expects_reply(cmd: u8) -> bool {
+    matches!(cmd, b'L' | b'I' | b'C' | b'D')
+}
+
+fn show_cmd(cmd: u8) -> String {
+    if cmd.is_ascii_graphic() {
+        format!("'{}'", cmd as char)
+    } else {
+        format!("0x{cmd:02x}")
+    }
+}
+
+/// Why a request line could not be parsed. Messages never contain field
+/// values: they may be passwords.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The line was empty.
+    #[error("empty request line")]
+    Empty,
+    /// The line is not UTF-8.
+    #[error("request with command {} is not valid UTF-8", show_cmd(*.cmd))]
+    InvalidUtf8 { cmd: u8 },
+    /// The first byte is no known command.
+    #[error("unknown command {}", show_cmd(*.cmd))]
+    UnknownCommand { cmd: u8 },
+    /// Too few or too many tab-separated fields.
+    #[error("{name}: expected {expected} fields, got {got}")]
+    FieldCount {
+        cmd: u8,
+        name: &'static str,
+        expected: &'static str,
+        got: usize,
+    },
+    /// A numeric or boolean field does not parse.
+    #[error("{name}: field <{field}> is not a valid {kind}")]
+    BadField {
+        cmd: u8,
+        name: &'static str,
+        field: &'static str,
+        kind: &'static str,
+    },
+}
+
+impl ParseError {
+    /// The command byte of the offending line, if there was one.
+    pub fn command(&self) -> Option<u8> {
+        match self {
+            ParseError::Empty => None,
+            ParseError::InvalidUtf8 { cmd }
+            | ParseError::UnknownCommand { cmd }
+            | ParseError::FieldCount { cmd, .. }
+            | ParseError::BadField { cmd, .. } => Some(*cmd),
+        }
+    }
+}
+
+/// Parses one request line (without its trailing `\n`).
+///
+/// # Errors
+///
+/// [`ParseError`] for an empty line, invalid UTF-8, an unknown command
+/// character, a wrong number of fields, or a malformed number.
+pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
+    let Some(&cmd) = line.first() else {
+        return Err(ParseError::Empty);
+    };
+    let line = std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8 { cmd })?;
+    let name = match cmd {
+        b'H' => "HELLO",
+        b'L' => "LOOKUP",
+        b'I' => "ITERATE",
+        b'B' => "BEGIN",
+        b'S' => "SET",
+        b'U' => "UNSET",
+        b'A' => "ATOMIC_INC",
+        b'T' => "TIMESTAMP",
+        b'V' => "HIDE_LOG_VALUES",
+        b'C' => "COMMIT",
+        b'D' => "COMMIT_ASYNC",
+        b'R' => "ROLLBACK",
+        _ => return Err(ParseError::UnknownCommand { cmd }),
+    };
+    // Split before unescaping: escaped tabs are `\001t`, so a raw tab is
+    // always a separator.
+    let f: Vec<String> = line[1..].split('\t').map(tab_unescape).collect();
+    let count = |min: usize, max: usize, expected: &'static str| {
+        if f.len() < min || f.len() > max {
+            Err(ParseError::FieldCount {
+                cmd,
+                name,
+                expected,
+                got: f.len(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let bad = |field: &'static str, kind: &'static str| ParseError::BadField {
+        cmd,
+        name,
+        field,
+        kind,
+    };
+    let id = |s: &str| parse_unsigned::<u32>(s).ok_or_else(|| bad("id", "transaction id"));
+    let user = |i: usize| f.get(i).filter(|u| !u.is_empty()).cloned();
+
+    let req = match cmd {
+        b'H' => {
+            // Later minor versions may append fields; the stock server also
+            // only requires at least five.
+            count(5, usize::MAX, "at least 5")?;
+            Request::Hello {
+                major: parse_unsigned(&f[0]).ok_or_else(|| bad("major", "number"))?,
+                minor: parse_unsigned(&f[1]).ok_or_else(|| bad("minor", "number"))?,
+                value_type: parse_unsigned(&f[2]).ok_or_else(|| bad("value_type", "number"))?,
+                user: user(3),
+                dict_name: f[4].clone(),
+            }
+        }
+        b'L' => {
+            count(1, 2, "1 or 2")?;
+            Request::Lookup {
+                key: f[0].clone(),
+                user: user(1),
+            }
+        }
+        b'I' => {
+            count(3, 4, "3 or 4")?;
+            Request::Iterate {
+                flags: parse_unsigned(&f[0]).ok_or_else(|| bad("flags", "number"))?,
+                max_rows: parse_unsigned(&f[1]).ok_or_else(|| bad("max_rows", "number"))?,
+                path: f[2].clone(),
+                user: user(3),
+            }
+        }
+        b'B' => {
+            count(1, 2, "1 or 2")?;
+            Request::Begin {
+                id: id(&f[0])?,
+                user: user(1),
+            }
+        }
+        b'S' => {
+            count(3, 3, "3")?;
+            Request::Set {
+                id: id(&f[0])?,
+                key: f[1].clone(),
+                value: f[2].clone(),
+            }
+        }
+        b'U' => {
+            count(2, 2, "2")?;
+            Request::Unset {
+                id: id(&f[0])?,
+                key: f[1].clone(),
+            }
+        }
+        b'A' => {
+            count(3, 3, "3")?;
+            Request::AtomicInc {
+                id: id(&f[0])?,
+                key: f[1].clone(),
+                diff: parse_signed(&f[2]).ok_or_else(|| bad("diff", "signed number"))?,
+            }
+        }
+        b'T' => {
+            count(3, 3, "3")?;
+            Request::Timestamp {
+                id: id(&f[0])?,
+                secs: parse_signed(&f[1]).ok_or_else(|| bad("secs", "signed number"))?,
+                nsecs: parse_unsigned(&f[2]).ok_or_else(|| bad("nsecs", "number"))?,
+            }
+        }
+        b'V' => {
+            count(2, 2, "2")?;
+            let hide = match f[1].as_str() {
+                "yes" | "1" => true,
+                "no" | "0" => false,
+                _ => return Err(bad("hide", "yes/no")),
+            };
+            Request::HideLogValues {
+                id: id(&f[0])?,
+                hide,
+            }
+        }
+        _ => {
+            count(1, 1, "1")?;
+            let id = id(&f[0])?;
+            match cmd {
+                b'C' => Request::Commit { id },
+                b'D' => Request::CommitAsync { id },
+                _ => Request::Rollback { id },
+            }
+        }
+    };
+    Ok(req)
+}
+
+/// Digits only, like Dovecot's `str_to_uint`: no sign, no spaces.
+fn parse_unsigned<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// An optional `-` then digits, like Dovecot's `str_to_llong`.
+fn parse_signed(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    parse_unsigned::<u64>(digits)?;
+    s.parse().ok()
+}
+
+/// One reply line (or, for iteration, one of several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Lookup hit: `O<value>`.
+    Found(String),
+    /// Lookup hit with several values: `M<esc(esc(v1)\tesc(v2)...)>`;
+    /// one value is sent as `O`, none as `N`, as the stock server does.
+    FoundMany(Vec<String>),
+    /// Lookup miss: `N`.
+    NotFound,
+    /// Lookup or iterate failure, or an unparsable request that expects an
+    /// answer: `F<error>` (`F` alone when the error is empty).
+    Failed(String),
+    /// One iterate row: `O<key>\t<value>`.
+    IterateRow { key: String, value: String },
+    /// End of iteration: an empty line.
+    IterateEnd,
+    /// Commit result: `[A]<O|N|F|W><id>[\t<error>]`; the `A` prefix answers
+    /// `D` (async commit).
+    Commit {
+        id: u32,
+        result: CommitResult,
+        async_commit: bool,
+    },
+}
+
+impl Reply {
+    /// Appends the exact bytes of this reply, escaping and `\n` included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Reply::Found(v) => {
+                out.push(b'O');
+                tab_escape_into(v, out);
+            }
+            Reply::FoundMany(vs) => match vs.as_slice() {
+                [] => out.push(b'N'),
+                [v] => {
+                    out.push(b'O');
+                    tab_escape_into(v, out);
+                }
+                _ => {
+                    // Escaped twice so all values travel as one field.
+                    let mut inner = String::new();
+                    for (i, v) in vs.iter().enumerate() {
+                        if i > 0 {
+                            inner.push('\t');
+                        }
+                        inner.push_str(&tab_escape(v));
+                    }
+                    out.push(b'M');
+                    tab_escape_into(&inner, out);
+                }
+            },
+            Reply::NotFound => out.push(b'N'),
+            Reply::Failed(e) => {
+                out.push(b'F');
+                tab_escape_into(e, out);
+            }
+            Reply::IterateRow { key, value } => {
+                out.push(b'O');
+                tab_escape_into(key, out);
+                out.push(b'\t');
+                tab_escape_into(value, out);
+            }
+            Reply::IterateEnd => {}
+            Reply::Commit {
+                id,
+                result,
+                async_commit,
+            } => {
+                if *async_commit {
+                    out.push(b'A');
+                }
+                let (chr, error) = match result {
+                    CommitResult::Ok => (b'O', None),
+                    CommitResult::NotFound => (b'N', None),
+                    CommitResult::Failed(e) => (b'F', Some(e)),
+                    CommitResult::WriteUncertain(e) => (b'W', Some(e)),
+                };
+                out.push(chr);
+                out.extend_from_slice(id.to_string().as_bytes());
+                if let Some(e) = error {
+                    out.push(b'\t');
+                    tab_escape_into(e, out);
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+
+    /// The encoded bytes as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
+}
+
+/// Appends `s` tab-escaped (Dovecot `str_append_tabescaped`, plus NUL).
+pub fn tab_escape_into(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        let esc = match b {
+            0 => b'0',
+            1 => b'1',
+            b'\t' => b't',
+            b'\r' => b'r',
+            b'\n' => b'n',
+            _ => {
+                out.push(b);
+                continue;
+            }
+        };
+        out.extend_from_slice(&[1, esc]);
+    }
+}
+
+/// `s` tab-escaped (Dovecot `str_tabescape`, plus NUL).
+pub fn tab_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\0' => out.push_str("\u{1}0"),
+            '\u{1}' => out.push_str("\u{1}1"),
+            '\t' => out.push_str("\u{1}t"),
+            '\r' => out.push_str("\u{1}r"),
+            '\n' => out.push_str("\u{1}n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reverses [`tab_escape`] like Dovecot `str_tabunescape`: an unknown
+/// escaped character stands for itself and a trailing lone `\001` is dropped.
+pub fn tab_unescape(s: &str) -> String {
+    if !s.contains('\u{1}') {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some('1') => out.push('\u{1}'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => break,
+        }
+    }
+    out
+}
+
+/// The part of a key that is safe to log: `shared/` or `priv/` plus the
+/// next path segment and its `/` (e.g. `shared/passdb/`), since what
+/// follows may be a password. Keys without either prefix log as `?`.
+pub fn key_log_prefix(key: &str) -> &str {
+    for prefix in ["shared/", "priv/"] {
+        if let Some(rest) = key.strip_prefix(prefix) {
+            return match rest.find('/') {
+                Some(i) => &key[..prefix.len() + i + 1],
+                None => prefix,
+            };
+        }
+    }
+    "?"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_table() {
+        let cases: &[(&str, &[u8])] = &[
+            ("", b""),
+            ("plain", b"plain"),
+            ("a\tb", b"a\x01tb"),
+            ("a\nb\r", b"a\x01nb\x01r"),
+            ("\u{1}", b"\x01\x31"),
+            ("\0", b"\x01\x30"),
+            ("x\u{1}t", b"x\x01\x31t"),
+            ("ü\t€", "ü\u{1}t€".as_bytes()),
+        ];
+        for (plain, escaped) in cases {
+            let mut out = Vec::new();
+            tab_escape_into(plain, &mut out);
+            assert_eq!(&out, escaped, "escape_into {plain:?}");
+            assert_eq!(tab_escape(plain).as_bytes(), *escaped, "escape {plain:?}");
+            let esc = std::str::from_utf8(escaped).unwrap();
+            assert_eq!(tab_unescape(esc), *plain, "unescape {esc:?}");
+        }
+    }
+
+    #[test]
+    fn unescape_like_dovecot() {
+        let cases = [
+            ("\u{1}x", "x"),
+            ("ab\u{1}", "ab"),
+            ("\u{1}\u{1}", "\u{1}"),
+            ("\u{1}ü", "ü"),
+            ("\u{1}1t", "\u{1}t"),
+        ];
+        for (esc, plain) in cases {
+            assert_eq!(tab_unescape(esc), plain, "{esc:?}");
+        }
+    }
+
+    #[test]
+    fn escape_round_trip() {
+        let mut all = String::new();
+        for c in (0u32..0x80).chain([0xe9, 0x20ac, 0x1f600]) {
+            all.push(char::from_u32(c).unwrap());
+        }
+        let esc = tab_escape(&all);
+        assert!(!esc.contains(['\t', '\n', '\r', '\0']));
+        assert_eq!(tab_unescape(&esc), all);
+    }
+
+    fn s(v: &str) -> String {
+        v.to_owned()
+    }
+
+    #[test]
+    fn parse_good() {
+        let cases: Vec<(&[u8], Request)> = vec![
+            (
+                b"H3\t2\t0\t\tpassdb",
+                Request::Hello {
+                    major: 3,
+                    minor: 2,
+                    value_type: 0,
+                    user: None,
+                    dict_name: s("passdb"),
+                },
+            ),
+            (
+                b"H3\t2\t1\tbob\tx\textra",
+                Request::Hello {
+                    major: 3,
+                    minor: 2,
+                    value_type: 1,
+                    user: Some(s("bob")),
+                    dict_name: s("x"),
+                },
+            ),
+            (
+                b"Lshared/passdb/pw\x01t\"a@b\t",
+                Request::Lookup {
+                    key: s("shared/passdb/pw\t\"a@b"),
+                    user: None,
+                },
+            ),
+            (
+                b"Lpriv/k\ta@b",
+                Request::Lookup {
+                    key: s("priv/k"),
+                    user: Some(s("a@b")),
+                },
+            ),
+            (
+                b"Lshared/k",
+                Request::Lookup {
+                    key: s("shared/k"),
+                    user: None,
+                },
+            ),
+            (
+                b"I1\t0\tshared/userdb/\t",
+                Request::Iterate {
+                    flags: 1,
+                    max_rows: 0,
+                    path: s("shared/userdb/"),
+                    user: None,
+                },
+            ),
+            (
+                b"I9\t18446744073709551615\tshared/x",
+                Request::Iterate {
+                    flags: 9,
+                    max_rows: u64::MAX,
+                    path: s("shared/x"),
+                    user: None,
+                },
+            ),
+            (
+                b"B1\tu@x",
+                Request::Begin {
+                    id: 1,
+                    user: Some(s("u@x")),
+                },
+            ),
+            (
+                b"B4294967295",
+                Request::Begin {
+                    id: u32::MAX,
+                    user: None,
+                },
+            ),
+            (
+                b"S1\tpriv/g/devicetoken\ttok\x01nen",
+                Request::Set {
+                    id: 1,
+                    key: s("priv/g/devicetoken"),
+                    value: s("tok\nen"),
+                },
+            ),
+            (
+                b"S1\tshared/k\t",
+                Request::Set {
+                    id: 1,
+                    key: s("shared/k"),
+                    value: s(""),
+                },
+            ),
+            (
+                b"U2\tshared/k",
+                Request::Unset {
+                    id: 2,
+                    key: s("shared/k"),
+                },
+            ),
+            (
+                b"A3\tshared/n\t-5",
+                Request::AtomicInc {
+                    id: 3,
+                    key: s("shared/n"),
+                    diff: -5,
+                },
+            ),
+            (
+                b"T3\t1700000000\t999999999",
+                Request::Timestamp {
+                    id: 3,
+                    secs: 1_700_000_000,
+                    nsecs: 999_999_999,
+                },
+            ),
+            (b"V3\tyes", Request::HideLogValues { id: 3, hide: true }),
+            (b"V3\tno", Request::HideLogValues { id: 3, hide: false }),
+            (b"C7", Request::Commit { id: 7 }),
+            (b"D7", Request::CommitAsync { id: 7 }),
+            (b"R7", Request::Rollback { id: 7 }),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                parse_request(line),
+                Ok(want),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn parse_bad() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty request line"),
+            (b"L\xff\xfe", "request with command 'L' is not valid UTF-8"),
+            (b"Xfoo", "unknown command 'X'"),
+            (b"\x01", "unknown command 0x01"),
+            (b"H3\t2\t0\t", "HELLO: expected at least 5 fields, got 4"),
+            (
+                b"Hx\t2\t0\t\td",
+                "HELLO: field <major> is not a valid number",
+            ),
+            (
+                b"H3\t-2\t0\t\td",
+                "HELLO: field <minor> is not a valid number",
+            ),
+            (b"Lk\tu\tx", "LOOKUP: expected 1 or 2 fields, got 3"),
+            (b"I1\t0", "ITERATE: expected 3 or 4 fields, got 2"),
+            (b"Ix\t0\tp", "ITERATE: field <flags> is not a valid number"),
+            (
+                b"I1\t-1\tp",
+                "ITERATE: field <max_rows> is not a valid number",
+            ),
+            (b"B", "BEGIN: field <id> is not a valid transaction id"),
+            (
+                b"B4294967296",
+                "BEGIN: field <id> is not a valid transaction id",
+            ),
+            (b"B 1", "BEGIN: field <id> is not a valid transaction id"),
+            (b"S1\tk", "SET: expected 3 fields, got 2"),
+            (b"S1\tk\tv\tw", "SET: expected 3 fields, got 4"),
+            (b"Sx\tk\tv", "SET: field <id> is not a valid transaction id"),
+            (b"U1", "UNSET: expected 2 fields, got 1"),
+            (
+                b"A1\tk\t+1",
+                "ATOMIC_INC: field <diff> is not a valid signed number",
+            ),
+            (
+                b"A1\tk\t-",
+                "ATOMIC_INC: field <diff> is not a valid signed number",
+            ),
+            (
+                b"A1\tk\t99999999999999999999",
+                "ATOMIC_INC: field <diff> is not a valid signed number",
+            ),
+            (b"T1\t1", "TIMESTAMP: expected 3 fields, got 2"),
+            (
+                b"T1\t1\t-1",
+                "TIMESTAMP: field <nsecs> is not a valid number",
+            ),
+            (
+                b"V1\tmaybe",
+                "HIDE_LOG_VALUES: field <hide> is not a valid yes/no",
+            ),
+            (b"C", "COMMIT: field <id> is not a valid transaction id"),
+            (b"C1\t2", "COMMIT: expected 1 fields, got 2"),
+            (
+                b"D-1",
+                "COMMIT_ASYNC: field <id> is not a valid transaction id",
+            ),
+            (b"R1\tx", "ROLLBACK: expected 1 fields, got 2"),
+        ];
+        for (line, msg) in cases {
+            let err = parse_request(line).expect_err(&String::from_utf8_lossy(line));
+            assert_eq!(err.to_string(), *msg, "{}", String::from_utf8_lossy(line));
+            assert_eq!(err.command(), line.first().copied());
+        }
+    }
+
+    #[test]
+    fn parse_never_panics_on_odd_bytes() {
+        for a in 0u8..=255 {
+            for tail in [&b""[..], b"\t", b"\t\t\t\t\t", b"\x01", b"1\t\xc3"] {
+                let mut line = vec![a];
+                line.extend_from_slice(tail);
+                let _ = parse_request(&line);
+            }
+        }
+    }
+
+    #[test]
+    fn reply_encoding() {
+        let cases: Vec<(Reply, &[u8])> = vec![
+            (Reply::Found(s("v")), b"Ov\n"),
+            (Reply::Found(s("")), b"O\n"),
+            (Reply::Found(s("a\tb\nc\u{1}")), b"Oa\x01tb\x01nc\x01\x31\n"),
+            (Reply::FoundMany(vec![]), b"N\n"),
+            (Reply::FoundMany(vec![s("a\tb")]), b"Oa\x01tb\n"),
+            (
+                Reply::FoundMany(vec![s("a"), s("b\tc")]),
+                b"Ma\x01tb\x01\x31tc\n",
+            ),
+            (Reply::NotFound, b"N\n"),
+            (Reply::Failed(s("")), b"F\n"),
+            (Reply::Failed(s("db\tdown")), b"Fdb\x01tdown\n"),
+            (
+                Reply::IterateRow {
+                    key: s("shared/userdb/a@b"),
+                    value: s("{\"x\":1}"),
+                },
+                b"Oshared/userdb/a@b\t{\"x\":1}\n",
+            ),
+            (
+                Reply::IterateRow {
+                    key: s("k\t"),
+                    value: s(""),
+                },
+                b"Ok\x01t\t\n",
+            ),
+            (Reply::IterateEnd, b"\n"),
+            (
+                Reply::Commit {
+                    id: 1,
+                    result: CommitResult::Ok,
+                    async_commit: false,
+                },
+                b"O1\n",
+            ),
+            (
+                Reply::Commit {
+                    id: 2,
+                    result: CommitResult::NotFound,
+                    async_commit: false,
+                },
+                b"N2\n",
+            ),
+            (
+                Reply::Commit {
+                    id: 3,
+                    result: CommitResult::Failed(s("no\tspace")),
+                    async_commit: false,
+                },
+                b"F3\tno\x01tspace\n",
+            ),
+            (
+                Reply::Commit {
+                    id: 4,
+                    result: CommitResult::WriteUncertain(s("timeout")),
+                    async_commit: false,
+                },
+                b"W4\ttimeout\n",
+            ),
+            (
+                Reply::Commit {
+                    id: 5,
+                    result: CommitResult::Ok,
+                    async_commit: true,
+                },
+                b"AO5\n",
+            ),
+            (
+                Reply::Commit {
+                    id: 6,
+                    result: CommitResult::Failed(s("x")),
+                    async_commit: true,
+                },
+                b"AF6\tx\n",
+            ),
+        ];
+        for (reply, want) in cases {
+            assert_eq!(
+                reply.to_bytes(),
+                want,
+                "{reply:?} -> {:?}",
+                String::from_utf8_lossy(&reply.to_bytes())
+            );
+        }
+    }
+
+    #[test]
+    fn multi_values_decode_like_the_client() {
+        // dict-client.c splits the line on tabs and unescapes each field, then
+        // splits an `M` value again; do the same and get the values back.
+        let vals = vec![s("a\tb"), s("c\u{1}"), s("")];
+        let bytes = Reply::FoundMany(vals.clone()).to_bytes();
+        let line = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
+        let fields: Vec<String> = line.split('\t').map(tab_unescape).collect();
+        assert_eq!(fields.len(), 1);
+        let inner = fields[0].strip_prefix('M').unwrap();
+        let got: Vec<String> = inner.split('\t').map(tab_unescape).collect();
+        assert_eq!(got, vals);
+    }
+
+    #[test]
+    fn key_prefixes_for_logs() {
+        let cases = [
+            ("shared/passdb/secret\"a@b", "shared/passdb/"),
+            ("priv/guid/devicetoken", "priv/guid/"),
+            ("shared/secret", "shared/"),
+            ("priv/", "priv/"),
+            ("secret", "?"),
+            ("", "?"),
+        ];
+        for (key, want) in cases {
+            assert_eq!(key_log_prefix(key), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn reply_expectations() {
+        for c in *b"LICD" {
+            assert!(command_expects_reply(c));
+        }
+        for c in *b"HBSUATVRX" {
+            assert!(!command_expects_reply(c));
+        }
+    }
+}
