@@ -1,0 +1,136 @@
+//! Runs `chatmail auth` (its real `run` entry point) on a temp Unix socket
+//! over a temp mailbox store, with a resource probe the test controls.
+
+#![allow(dead_code)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chatmail_auth::probe::ResourceProbe;
+use chatmail_auth::rules::Resources;
+use chatmail_config::Config;
+use chatmail_net::Listener;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const DOMAIN: &str = "example.org";
+
+/// A machine whose load the test sets.
+pub struct FakeProbe(pub Mutex<Resources>);
+
+impl FakeProbe {
+    pub fn idle() -> Arc<FakeProbe> {
+        Arc::new(FakeProbe(Mutex::new(Resources {
+            load_1m: 0.1,
+            available_memory: 8 << 30,
+            free_disk: 100 << 30,
+        })))
+    }
+    pub fn set(&self, res: Resources) {
+        *self.0.lock().unwrap() = res;
+    }
+}
+
+impl ResourceProbe for FakeProbe {
+    fn probe(&self, _dir: &Path) -> io::Result<Resources> {
+        Ok(*self.0.lock().unwrap())
+    }
+}
+
+pub struct AuthServer {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: Arc<Config>,
+    pub probe: Arc<FakeProbe>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl AuthServer {
+    pub async fn start() -> AuthServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(DOMAIN, &dir.path().join("mail"));
+        config.nocreate_file = dir.path().join("nocreate");
+        let config = Arc::new(config);
+        let socket = dir.path().join("auth.socket");
+        let listener = Listener::bind(&format!("unix:{}", socket.display()).parse().unwrap())
+            .await
+            .unwrap();
+        let probe = FakeProbe::idle();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(chatmail_auth::run_with_probe(
+            listener,
+            config.clone(),
+            probe.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        AuthServer {
+            dir,
+            socket,
+            config,
+            probe,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        let stream = UnixStream::connect(&self.socket).await.unwrap();
+        let (r, w) = stream.into_split();
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+        };
+        c.send("H3\t2\t0\t\tauth\n").await;
+        c
+    }
+
+    pub fn mailbox_dir(&self, addr: &str) -> PathBuf {
+        self.config.mailboxes_dir.join(addr)
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+pub struct Client {
+    r: BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Client {
+    pub async fn send(&mut self, bytes: &str) {
+        self.w.write_all(bytes.as_bytes()).await.unwrap();
+    }
+
+    pub async fn line(&mut self) -> String {
+        let mut line = String::new();
+        // A missing reply must fail the test, not hang it.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.r.read_line(&mut line),
+        )
+        .await
+        .expect("no reply within 10 s")
+        .unwrap();
+        line
+    }
+
+    pub async fn request(&mut self, bytes: &str) -> String {
+        self.send(bytes).await;
+        self.line().await
+    }
+
+    /// A passdb lookup as Dovecot sends it for `password_key = passdb/%Ew"%Eu`.
+    pub async fn passdb(&mut self, password: &str, user: &str) -> String {
+        self.request(&format!("Lshared/passdb/{password}\"{user}\t{user}\n"))
+            .await
+    }
+}

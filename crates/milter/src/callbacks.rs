@@ -1,0 +1,199 @@
+//! The glue between indymilter (the Sendmail milter protocol v6, as
+//! documented by libmilter's `smfi_*` API and Postfix's MILTER_README) and
+//! the per-connection [`Session`].
+//!
+//! Negotiation asks Postfix for the macros we read (`{auth_authen}` at MAIL
+//! FROM, `i` at end of message) so a site's `milter_mail_macros` cannot
+//! silently turn submission into "incoming", and for header values with
+//! their leading space (`SMFIP_HDR_LEADSPC`) so the message is rebuilt as
+//! sent. Every decision is made at end of message; errors of our own end in
+//! a temporary failure, never in an accept.
+
+use std::ffi::{CStr, CString};
+use std::sync::Arc;
+
+use chatmail_e2ee::{Reply, Verdict};
+use indymilter::{
+    Actions, Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts,
+    SetErrorReply, SmtpReply, Status,
+};
+
+use crate::TEMPFAIL;
+use crate::session::{Policy, Session};
+
+/// Macros we request at MAIL FROM: the SASL login decides the direction.
+const MAIL_MACROS: &CStr = c"i {auth_type} {auth_authen}";
+/// Macros we request at end of message: the queue id for the log line.
+const EOM_MACROS: &CStr = c"i";
+
+/// Per-connection data: the session, plus whether header values arrive
+/// with their leading space.
+#[derive(Debug, Default)]
+pub struct Conn {
+    session: Session,
+    leading_space: bool,
+}
+
+/// The callbacks for [`indymilter::run`].
+pub fn callbacks(policy: Arc<Policy>) -> Callbacks<Conn> {
+    let header_policy = Arc::clone(&policy);
+    let eoh_policy = Arc::clone(&policy);
+    let body_policy = Arc::clone(&policy);
+    Callbacks::new()
+        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
+        .on_mail(|cx, args| Box::pin(mail(cx, args)))
+        .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
+        .on_header(move |cx, name, value| {
+            let limit = header_policy.max_message_size();
+            Box::pin(async move {
+                let conn = conn(&mut cx.data);
+                let ls = conn.leading_space;
+                let r = conn
+                    .session
+                    .header(name.as_bytes(), value.as_bytes(), ls, limit);
+                status_of(cx, r)
+            })
+        })
+        .on_eoh(move |cx| {
+            let limit = eoh_policy.max_message_size();
+            Box::pin(async move {
+                let r = conn(&mut cx.data).session.end_of_headers(limit);
+                status_of(cx, r)
+            })
+        })
+        .on_body(move |cx, chunk| {
+            let limit = body_policy.max_message_size();
+            Box::pin(async move {
+                let r = conn(&mut cx.data).session.body(&chunk, limit);
+                status_of(cx, r)
+            })
+        })
+        .on_eom(move |cx| Box::pin(eom(cx, Arc::clone(&policy))))
+        .on_abort(|cx| {
+            Box::pin(async move {
+                conn(&mut cx.data).session.abort();
+                Status::Continue
+            })
+        })
+}
+
+fn conn(data: &mut Option<Conn>) -> &mut Conn {
+    data.get_or_insert_with(Conn::default)
+}
+
+async fn negotiate(cx: &mut NegotiateContext<Conn>, actions: Actions, opts: ProtoOpts) -> Status {
+    let mut c = Conn::default();
+    if opts.contains(ProtoOpts::LEADING_SPACE) {
+        cx.requested_opts |= ProtoOpts::LEADING_SPACE;
+        c.leading_space = true;
+    }
+    // We never modify messages; the only action is asking for macros.
+    cx.requested_actions = actions & Actions::REQUEST_MACROS;
+    if actions.contains(Actions::REQUEST_MACROS) {
+        cx.requested_macros
+            .insert(MacroStage::Mail, MAIL_MACROS.to_owned());
+        cx.requested_macros
+            .insert(MacroStage::Eom, EOM_MACROS.to_owned());
+    }
+    cx.data = Some(c);
+    Status::Continue
+}
+
+async fn mail(cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
+    let login = cx
+        .macros
+        .get(c"{auth_authen}")
+        .map(|l| l.to_string_lossy().into_owned());
+    let sender = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    conn(&mut cx.data).session.mail(&sender, login.as_deref());
+    Status::Continue
+}
+
+async fn rcpt(cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
+    if let Some(rcpt) = args.first() {
+        conn(&mut cx.data).session.rcpt(&rcpt.to_string_lossy());
+    }
+    Status::Continue
+}
+
+async fn eom(cx: &mut EomContext<Conn>, policy: Arc<Policy>) -> Status {
+    let queue_id = cx
+        .macros
+        .get(c"i")
+        .map_or_else(|| "-".to_owned(), |i| i.to_string_lossy().into_owned());
+    let finished = conn(&mut cx.data).session.finish();
+    let msg = match finished {
+        Ok(msg) => msg,
+        Err(reply) => {
+            tracing::warn!(queue_id, "refused without a decision: {reply}");
+            return set_reply(&mut cx.reply, reply);
+        }
+    };
+    let sender = msg.sender.clone();
+    let direction = msg.direction;
+    let recipients = msg.recipients.len();
+    let size = msg.raw.len();
+    // Parsing a large message takes a while: keep it off the reactor.
+    let verdict = tokio::task::spawn_blocking(move || policy.decide(&msg)).await;
+    match verdict {
+        Ok(Verdict::Accept(reason)) => {
+            tracing::info!(
+                queue_id,
+                sender,
+                ?direction,
+                recipients,
+                size,
+                "accepted: {reason}"
+            );
+            Status::Accept
+        }
+        Ok(Verdict::Reject(reply)) => {
+            tracing::info!(
+                queue_id,
+                sender,
+                ?direction,
+                recipients,
+                size,
+                "rejected: {reply}"
+            );
+            set_reply(&mut cx.reply, reply)
+        }
+        Err(e) => {
+            tracing::error!(queue_id, sender, "the check failed: {e}");
+            set_reply(&mut cx.reply, TEMPFAIL)
+        }
+    }
+}
+
+/// Continue on `Ok`, else log and answer with the reply (the message is
+/// over: Postfix sends nothing more of it, so this is its only log line).
+fn status_of(cx: &mut Context<Conn>, r: Result<(), Reply>) -> Status {
+    match r {
+        Ok(()) => Status::Continue,
+        Err(rep) => {
+            let queue_id = cx
+                .macros
+                .get(c"i")
+                .map_or_else(|| "-".to_owned(), |i| i.to_string_lossy().into_owned());
+            tracing::info!(queue_id, "rejected before the end of the message: {rep}");
+            set_reply(&mut cx.reply, rep)
+        }
+    }
+}
+
+/// Sets `rep` as the SMTP reply and returns the matching status. If the
+/// reply cannot be set, the MTA's generic temporary failure is the answer.
+fn set_reply(reply: &mut SmtpReply, rep: Reply) -> Status {
+    let code = rep.code.to_string();
+    match reply.set_error_reply(&code, Some(rep.enhanced), [rep.text]) {
+        Ok(()) if rep.is_transient() => Status::Tempfail,
+        Ok(()) => Status::Reject,
+        Err(e) => {
+            tracing::error!("cannot set the SMTP reply {rep}: {e}");
+            Status::Tempfail
+        }
+    }
+}

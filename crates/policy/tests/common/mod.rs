@@ -1,0 +1,135 @@
+//! Test harness for `chatmail policy`: runs it with a fake clock on a Unix
+//! socket in a temp directory, over a temp mailbox tree, and gives
+//! byte-exact client helpers.
+
+#![allow(dead_code)]
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmail_config::Config;
+use chatmail_mailbox::Store;
+use chatmail_policy::FakeRelativeClock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const DOMAIN: &str = "example.org";
+
+/// A running policy service; dropping it (or [`Policy::shutdown`]) stops it.
+pub struct Policy {
+    pub clock: FakeRelativeClock,
+    pub store: Store,
+    path: std::path::PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Policy {
+    pub async fn start() -> Policy {
+        let dir = tempfile::tempdir().unwrap();
+        let mailboxes = dir.path().join("mailboxes");
+        std::fs::create_dir(&mailboxes).unwrap();
+        let config = Arc::new(Config::for_tests(DOMAIN, &mailboxes));
+        let store = Store::from_config(&config);
+        let path = dir.path().join("policy.sock");
+        let listener =
+            chatmail_net::Listener::from_unix(tokio::net::UnixListener::bind(&path).unwrap());
+        let clock = FakeRelativeClock::default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(chatmail_policy::run_with_clock(
+            listener,
+            config,
+            clock.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Policy {
+            clock,
+            store,
+            path,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub async fn connect(&self) -> UnixStream {
+        UnixStream::connect(&self.path).await.unwrap()
+    }
+
+    /// Creates an account for `addr`.
+    pub fn create(&self, addr: &str) {
+        self.store
+            .mailbox(addr)
+            .unwrap()
+            .create("{SHA512-CRYPT}$6$saltsaltsaltsalt$hash")
+            .unwrap();
+    }
+
+    pub async fn shutdown(mut self) {
+        drop(self.stop.take());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("server did not stop")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+    }
+}
+
+/// The RCPT request Postfix sends for one recipient of a message.
+pub fn rcpt(sasl: &str, recipient: &str, instance: &str) -> Vec<u8> {
+    format!(
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+         client_address=192.0.2.7\nclient_name=unknown\nreverse_client_name=unknown\n\
+         helo_name=client.example\nsender={sasl}\nrecipient={recipient}\nrecipient_count=0\n\
+         queue_id=\ninstance={instance}\nsize=0\netrn_domain=\nstress=\nsasl_method={method}\n\
+         sasl_username={sasl}\nsasl_sender=\nccert_subject=\nccert_issuer=\n\
+         ccert_fingerprint=\nccert_pubkey_fingerprint=\nencryption_protocol=TLSv1.3\n\
+         encryption_cipher=TLS_AES_256_GCM_SHA384\nencryption_keysize=256\n\
+         policy_context=\nserver_address=192.0.2.1\nserver_port=465\n\
+         compatibility_level=3.6\nmail_version=3.7.11\n\n",
+        method = if sasl.is_empty() { "" } else { "PLAIN" },
+    )
+    .into_bytes()
+}
+
+/// The DATA request Postfix sends once per message.
+pub fn data(sasl: &str, recipients: usize, instance: &str) -> Vec<u8> {
+    format!(
+        "request=smtpd_access_policy\nprotocol_state=DATA\nprotocol_name=ESMTP\n\
+         client_address=192.0.2.7\nsender={sasl}\nrecipient=\nrecipient_count={recipients}\n\
+         queue_id=\ninstance={instance}\nsize=0\nsasl_method=PLAIN\nsasl_username={sasl}\n\n"
+    )
+    .into_bytes()
+}
+
+/// Reads exactly `want.len()` bytes (5 s at most) and compares them.
+pub async fn expect(c: &mut UnixStream, want: &[u8]) {
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut got))
+        .await
+        .unwrap_or_else(|_| panic!("timeout waiting for {:?}", want.escape_ascii().to_string()))
+        .unwrap();
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        want.escape_ascii().to_string()
+    );
+}
+
+/// Sends `req` and expects exactly `want` back.
+pub async fn roundtrip(c: &mut UnixStream, req: &[u8], want: &[u8]) {
+    c.write_all(req).await.unwrap();
+    expect(c, want).await;
+}

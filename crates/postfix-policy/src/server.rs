@@ -1,0 +1,307 @@
+//! A generic async server for the Postfix policy delegation protocol (see
+//! [`crate::proto`] for the wire format and `SMTPD_POLICY_README` for the
+//! specification).
+//!
+//! The server owns everything protocol-shaped (framing, limits, keep-alive,
+//! idle connections, bad input); a [`Handler`] owns the policy and only sees
+//! complete, well-formed requests.
+//!
+//! Bad input: a request with a malformed line (no `=`, invalid UTF-8, NUL,
+//! a duplicate name, too long, too many lines) is read up to its empty line
+//! without keeping more than one line in memory, then answered with
+//! `action=DEFER_IF_PERMIT malformed policy request: <reason>`, so Postfix
+//! defers the mail at once instead of waiting for a timeout, and the
+//! connection stays usable. The README asks a server "in case of trouble" to
+//! log and disconnect without a reply; that is what happens when the framing
+//! itself is lost: the peer closes in the middle of a request (nothing is
+//! answered, since the request may be truncated) or sends more than
+//! [`ServerOptions::max_request_bytes`] without an empty line.
+//!
+//! Replies are buffered and flushed whenever the server is about to wait for
+//! input, so a pipelined burst is answered with one write.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmail_net::{Listener, Stream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::proto::{Action, Limits, Request, RequestParser};
+
+/// The policy behind a policy socket.
+pub trait Handler: Send + Sync + 'static {
+    /// Decides one request. There is no error path: a handler that cannot
+    /// decide answers [`Action::DeferIfPermit`] and logs why.
+    fn check(&self, req: &Request) -> impl Future<Output = Action> + Send;
+}
+
+/// Limits and timeouts for [`serve`].
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Connections served at once; further ones wait in the listen queue.
+    /// Postfix opens one per `smtpd` process and keeps it for up to
+    /// `smtpd_policy_service_max_idle`, so this must cover the sum of the
+    /// `smtpd` process limits in master.cf (chatmail's ships 5000 each for
+    /// submission and smtps, plus the default 100 for port 25). An idle
+    /// connection costs a file descriptor and about 3 KiB.
+    pub max_connections: usize,
+    /// Line and attribute limits for one request.
+    pub limits: Limits,
+    /// Bytes read for one request (kept or discarded) before the connection
+    /// is dropped as not speaking the protocol.
+    pub max_request_bytes: usize,
+    /// A connection with no input for this long is closed. Postfix closes
+    /// idle policy connections itself after `smtpd_policy_service_max_idle`
+    /// (300 s), so this only reaps peers that vanished without a FIN.
+    pub idle_timeout: Duration,
+}
+
+/// Default [`ServerOptions::idle_timeout`]: Postfix's 300 s, plus a margin
+/// so that Postfix, not us, normally closes.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(330);
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 16384,
+            limits: Limits::default(),
+            max_request_bytes: 1 << 20,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Serves the policy protocol on `listener` until `shutdown` resolves.
+///
+/// On shutdown it stops accepting, lets every connection finish the request
+/// it is working on (connections waiting for a request are closed; Postfix
+/// reconnects), then returns.
+///
+/// # Errors
+///
+/// None at present: accept failures (such as running out of file
+/// descriptors) are logged and retried after a short pause, because a
+/// policy server that exits makes Postfix defer all mail. The `Result`
+/// leaves room for fatal setup errors.
+pub async fn serve<H: Handler>(
+    listener: Listener,
+    handler: Arc<H>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let options = Arc::new(options);
+    let mut conns = JoinSet::new();
+    let addr = listener.local_addr_string();
+    tracing::info!(%addr, "policy server listening");
+    tokio::pin!(shutdown);
+
+    loop {
+        // Take the permit before accepting so excess clients wait in the
+        // kernel's listen queue instead of holding a file descriptor here.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&limit).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            s = listener.accept() => s,
+        };
+        while conns.try_join_next().is_some() {}
+        match stream {
+            Ok(stream) => {
+                let conn = Connection {
+                    handler: Arc::clone(&handler),
+                    options: Arc::clone(&options),
+                    stop: stop_rx.clone(),
+                    bad_requests: 0,
+                };
+                conns.spawn(async move {
+                    let _permit = permit;
+                    conn.run(stream).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    tracing::info!(%addr, "policy server stopped");
+    Ok(())
+}
+
+/// What reading the next line produced.
+enum Line {
+    /// A whole line is in the buffer (without `\n`).
+    Complete,
+    /// A line over the limit was read to its end and discarded.
+    TooLong,
+    /// The peer closed; the buffer holds any partial line.
+    Eof,
+    /// The request exceeded `max_request_bytes`.
+    Flood,
+}
+
+type Io = BufReader<BufWriter<Stream>>;
+
+struct Connection<H> {
+    handler: Arc<H>,
+    options: Arc<ServerOptions>,
+    stop: watch::Receiver<bool>,
+    /// Bad requests on this connection; only the first is a warning.
+    bad_requests: u64,
+}
+
+impl<H: Handler> Connection<H> {
+    async fn run(mut self, stream: Stream) {
+        // Small buffers: Postfix may hold thousands of idle connections,
+        // and a request is well under a kilobyte. BufReader passes writes
+        // through to the BufWriter, so one object does both.
+        let mut io: Io = BufReader::with_capacity(2048, BufWriter::with_capacity(512, stream));
+        if let Err(e) = self.serve_requests(&mut io).await {
+            tracing::debug!(error = %e, "policy connection ended with I/O error");
+        }
+        if self.bad_requests > 1 {
+            tracing::warn!(
+                count = self.bad_requests,
+                "policy connection had malformed requests"
+            );
+        }
+        let _ = io.shutdown().await;
+    }
+
+    async fn serve_requests(&mut self, io: &mut Io) -> io::Result<()> {
+        let limits = self.options.limits;
+        let mut parser = RequestParser::new(limits);
+        let mut line = Vec::new();
+        let mut request_bytes = 0usize;
+        let mut out = Vec::with_capacity(128);
+        loop {
+            if *self.stop.borrow() {
+                return io.flush().await;
+            }
+            line.clear();
+            let mut stop = self.stop.clone();
+            let read = read_line(
+                io,
+                &mut line,
+                limits.max_line,
+                &mut request_bytes,
+                self.options.max_request_bytes,
+            );
+            let got = tokio::select! {
+                r = tokio::time::timeout(self.options.idle_timeout, read) => match r {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        if request_bytes == 0 {
+                            tracing::debug!("idle policy connection closed");
+                        } else {
+                            self.bad_input("peer stalled in the middle of a request; closing");
+                        }
+                        return io.flush().await;
+                    }
+                },
+                // Interrupts only a wait for input, never a handler.
+                _ = stop.changed() => return io.flush().await,
+            };
+            match got {
+                Line::Eof => {
+                    if request_bytes > 0 {
+                        self.bad_input(
+                            "connection closed in the middle of a request; not answered",
+                        );
+                    }
+                    return io.flush().await;
+                }
+                Line::Flood => {
+                    self.bad_input("request too large without an empty line; closing");
+                    return io.flush().await;
+                }
+                Line::TooLong => parser.push_overlong_line(),
+                Line::Complete if !line.is_empty() => parser.push_line(&line),
+                Line::Complete => {
+                    request_bytes = 0;
+                    let action = match parser.finish() {
+                        Ok(req) => self.handler.check(&req).await,
+                        Err(e) => {
+                            let reason = format!("malformed policy request: {e}");
+                            self.bad_input(&reason);
+                            Action::defer_if_permit(reason)
+                        }
+                    };
+                    out.clear();
+                    action.encode(&mut out);
+                    io.write_all(&out).await?;
+                }
+            }
+        }
+    }
+
+    fn bad_input(&mut self, what: &str) {
+        self.bad_requests += 1;
+        if self.bad_requests == 1 {
+            tracing::warn!("bad policy request: {what}");
+        } else {
+            tracing::debug!("bad policy request: {what}");
+        }
+    }
+}
+
+/// Reads up to the next `\n` into `line` (without it). A line longer than
+/// `max` is consumed to its end but not kept. Flushes pending replies before
+/// it would wait for the peer, since the peer may be waiting for them.
+async fn read_line(
+    io: &mut Io,
+    line: &mut Vec<u8>,
+    max: usize,
+    request_bytes: &mut usize,
+    max_request_bytes: usize,
+) -> io::Result<Line> {
+    let mut too_long = false;
+    loop {
+        if io.buffer().is_empty() {
+            io.flush().await?;
+        }
+        let buf = io.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(Line::Eof);
+        }
+        let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        *request_bytes = request_bytes.saturating_add(used);
+        if *request_bytes > max_request_bytes {
+            return Ok(Line::Flood);
+        }
+        if !too_long && line.len() + chunk.len() > max {
+            too_long = true;
+            line.clear();
+            line.shrink_to(max);
+        }
+        if !too_long {
+            line.extend_from_slice(chunk);
+        }
+        io.consume(used);
+        if done {
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Complete
+            });
+        }
+    }
+}
