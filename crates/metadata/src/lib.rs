@@ -1,0 +1,1 @@
+//! chatmail-metadata
