@@ -127,14 +127,23 @@ class Relay:
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def relay():
+def start_sandbox(params=""):
+    """Starts `chatmail sandbox` in a fresh state directory whose
+    chatmail.ini gets the extra `params` lines; returns (process, Relay)."""
     assert CHATMAIL_BIN.exists(), f"{CHATMAIL_BIN} not built (cargo build)"
     # Not pytest's tmp_path: its 0700 parents would lock out the vmail user.
     top = Path(tempfile.mkdtemp(prefix="chatmail-sandbox-", dir="/tmp"))
     top.chmod(0o755)
     state = top / "state"
-    out = open(state.parent / "sandbox.out", "w")
+    if params:
+        (state / "etc").mkdir(parents=True)
+        domain = "chat.localhost"
+        (state / "etc/chatmail.ini").write_text(
+            f"[params]\nmail_domain = {domain}\n"
+            f"mailboxes_dir = {state}/mail/{domain}\n"
+            f"nocreate_file = {state}/chatmail-nocreate\n{params}"
+        )
+    out = open(top / "sandbox.out", "w")
     proc = subprocess.Popen(
         [str(CHATMAIL_BIN), "sandbox", "--state-dir", str(state)],
         stdout=out,
@@ -145,18 +154,61 @@ def relay():
     while not relay_json.exists():
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            log = (state.parent / "sandbox.out").read_text()
+            log = (top / "sandbox.out").read_text()
             pytest.fail(f"chatmail sandbox did not start:\n{log}", pytrace=False)
         time.sleep(0.1)
-    relay = Relay(state, json.loads(relay_json.read_text()))
-    yield relay
+    return proc, Relay(state, json.loads(relay_json.read_text()))
+
+
+def stop_sandbox(proc, relay):
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
-    assert proc.returncode == 0, (state.parent / "sandbox.out").read_text()
+    assert proc.returncode == 0, (relay.state_dir.parent / "sandbox.out").read_text()
+
+
+@pytest.fixture(scope="session")
+def relay():
+    proc, relay = start_sandbox()
+    yield relay
+    stop_sandbox(proc, relay)
+
+
+@pytest.fixture(scope="session")
+def tight_relay():
+    """A relay with a low send rate (1/min, burst 3) and a 10 MiB quota."""
+    proc, relay = start_sandbox(
+        "max_user_send_per_minute = 1\nmax_user_send_burst_size = 3\n"
+        "max_mailbox_size = 10M\n"
+    )
+    yield relay
+    stop_sandbox(proc, relay)
+
+
+MAKE_TEST_MAIL = CHATMAIL_BIN.parent / "examples" / "make-test-mail"
+
+
+def make_test_mail(sender, *recipients):
+    """The e2ee crate's corpus of real and hostile messages from `sender`,
+    as {name: entry}, each entry with its raw bytes under "raw"."""
+    out = Path(tempfile.mkdtemp(prefix="testmail-"))
+    args = [str(MAKE_TEST_MAIL), "--from", sender, "--out", str(out)]
+    for r in recipients:
+        args += ["--to", r]
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+    cases = json.loads((out / "manifest.json").read_text())
+    for case in cases:
+        case["raw"] = (out / case["file"]).read_bytes()
+    return {case["name"]: case for case in cases}
+
+
+def encrypted_message(sender, recipient, extra_headers=b""):
+    """A real OpenPGP/MIME message from `sender` to `recipient`."""
+    raw = make_test_mail(sender, recipient)["encrypted-v4-seipdv1"]["raw"]
+    return extra_headers + raw
 
 
 @pytest.fixture

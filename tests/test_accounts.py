@@ -15,6 +15,7 @@ import smtplib
 import time
 
 import pytest
+from conftest import encrypted_message
 
 PASSWORD = "s3cret-password"
 
@@ -131,16 +132,20 @@ def test_mail_between_two_fresh_accounts(relay):
     relay.imap_login(b, PASSWORD).logout()
 
     # A is created by its first SMTP AUTH, on submission with STARTTLS.
+    sent = encrypted_message(a, b, b"X-Mailer: TestMailer 1.0\r\nUser-Agent: TestAgent\r\n")
     with relay.submission() as smtp:
         smtp.login(a, PASSWORD)
-        smtp.sendmail(a, [b], make_message(a, b, "secret subject"))
+        smtp.sendmail(a, [b], sent)
     assert relay.password_file(a).exists()
 
     [raw] = relay.wait_for_messages(b, PASSWORD)
     msg = email.message_from_bytes(raw)
     assert msg["From"] == f"<{a}>"
-    assert msg.get_payload().strip() == "body text"
+    assert msg.get_content_type() == "multipart/encrypted"
+    sent_msg = email.message_from_bytes(sent)
+    assert msg.get_payload()[1].get_payload() == sent_msg.get_payload()[1].get_payload()
     # The submission header cleanup ran.
+    assert sent_msg["Subject"] == "..."
     assert msg["Subject"] == "[...]"
     assert msg["X-Mailer"] is None
     assert msg["User-Agent"] is None
@@ -148,7 +153,7 @@ def test_mail_between_two_fresh_accounts(relay):
     # And back, over implicit TLS on 465.
     with relay.submissions() as smtp:
         smtp.login(b, PASSWORD)
-        smtp.sendmail(b, [a], make_message(b, a))
+        smtp.sendmail(b, [a], encrypted_message(b, a))
     [raw] = relay.wait_for_messages(a, PASSWORD)
     assert email.message_from_bytes(raw)["From"] == f"<{b}>"
 
@@ -190,10 +195,10 @@ def test_port25_delivers_to_local_accounts(relay):
     b = relay.fresh_addr()
     relay.imap_login(b, PASSWORD).logout()
     with relay.port25() as smtp:
-        smtp.sendmail("x@example.net", [b], make_message("x@example.net", b, "kept"))
+        smtp.sendmail("x@example.net", [b], encrypted_message("x@example.net", b))
     [raw] = relay.wait_for_messages(b, PASSWORD)
     # Only submitted mail loses its subject.
-    assert email.message_from_bytes(raw)["Subject"] == "kept"
+    assert email.message_from_bytes(raw)["Subject"] == "..."
 
 
 def test_login_updates_last_login_day(relay):

@@ -23,6 +23,27 @@ pub enum Command {
     /// Dict server for Dovecot's last_login plugin: keeps each user's
     /// last-login day as their password file's mtime.
     Lastlogin(DaemonArgs),
+    /// Sendmail milter (v6) for Postfix's smtpd_milters: only end-to-end
+    /// encrypted mail passes, outgoing (authenticated) and incoming (port 25).
+    Milter(DaemonArgs),
+    /// Postfix policy service (check_policy_service): per-user send rate
+    /// limit at DATA, and unknown local recipients refused at RCPT.
+    Policy(DaemonArgs),
+    /// The daily expiry job: inactive accounts, old and large mail, and
+    /// mailboxes above 70 % of max_mailbox_size. Dry run unless --remove.
+    Expire(ExpireArgs),
+    /// Dovecot quota_warning script: removes the oldest mail of one mailbox
+    /// down to TARGET_MB, sparing mail younger than 24 hours.
+    QuotaExpire {
+        /// Target size in MiB.
+        target_mb: u64,
+        /// The mailbox (Dovecot home) directory.
+        mailbox_dir: PathBuf,
+    },
+    /// Storage report: mailboxes by last login, messages by size.
+    Report(ReportArgs),
+    /// CGI program for https://DOMAIN/new: prints fresh credentials as JSON.
+    Newemail(NewemailArgs),
     /// Runs a complete chatmail relay on 127.0.0.1 from the machine's stock
     /// Postfix and Dovecot, in the foreground, until Ctrl-C. Needs root;
     /// never touches /etc/postfix or /etc/dovecot.
@@ -45,10 +66,47 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
     pub config: PathBuf,
     /// Where to listen: unix:PATH (created with mode 0660, a stale socket is
-    /// replaced) or inet:HOST:PORT. Defaults to the path the shipped Dovecot
-    /// snippets use: unix:/run/chatmail-<daemon>/<daemon>.socket.
+    /// replaced) or inet:HOST:PORT. Defaults to the path the shipped
+    /// Dovecot/Postfix snippets use for this daemon.
     #[arg(long)]
     pub listen: Option<ListenAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
+    pub config: PathBuf,
+    /// Really delete; without it, only print what would go.
+    #[arg(long)]
+    pub remove: bool,
+    /// Print every mailbox checked.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Pretend today is N days later (to try out a policy).
+    #[arg(long, default_value_t = 0)]
+    pub days: u32,
+    /// Look at no more than N mailboxes.
+    #[arg(long)]
+    pub max_mailboxes: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
+    pub config: PathBuf,
+    /// Also write chatmail.prom into this node-exporter textfile directory.
+    #[arg(long)]
+    pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NewemailArgs {
+    #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
+    pub config: PathBuf,
+    /// The relay's certificate is self-signed: add a dclogin_url that
+    /// accepts it (implied for IPv4 and '_' domains).
+    #[arg(long)]
+    pub self_signed: bool,
 }
 
 #[derive(Debug, Args)]

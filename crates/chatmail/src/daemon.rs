@@ -28,19 +28,37 @@ pub fn init_logging() {
     }
 }
 
+/// Where the shipped snippets expect each daemon: Dovecot's clients in
+/// /run, Postfix's inside its (chroot) queue directory.
+fn default_socket(name: &str) -> String {
+    match name {
+        "milter" | "policy" => format!("/var/spool/postfix/chatmail/{name}.socket"),
+        _ => format!("/run/chatmail-{name}/{name}.socket"),
+    }
+}
+
+/// Loads the config, logging its warnings once.
+///
+/// # Errors
+/// A missing or invalid config, with a one-line reason.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let (config, warnings) =
+        Config::load(path).with_context(|| format!("config {}", path.display()))?;
+    for w in warnings {
+        tracing::warn!("config {}: {w}", path.display());
+    }
+    Ok(config)
+}
+
 /// Loads the config and binds the listener of daemon `name`.
 ///
 /// # Errors
 /// A bad config or a socket that cannot be bound, with a one-line reason.
 pub async fn prepare(args: &DaemonArgs, name: &str) -> anyhow::Result<(Listener, Arc<Config>)> {
-    let (config, warnings) =
-        Config::load(&args.config).with_context(|| format!("config {}", args.config.display()))?;
-    for w in warnings {
-        tracing::warn!("config {}: {w}", args.config.display());
-    }
+    let config = load_config(&args.config)?;
     let addr = match &args.listen {
         Some(a) => a.clone(),
-        None => ListenAddr::Unix(format!("/run/chatmail-{name}/{name}.socket").into()),
+        None => ListenAddr::Unix(default_socket(name).into()),
     };
     let listener = Listener::bind(&addr)
         .await

@@ -6,6 +6,7 @@
 
 mod cli;
 mod daemon;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -37,15 +38,31 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
+    let shutdown = chatmail_net::shutdown_signal;
     match command {
         Command::Auth(args) => {
             let (listener, config) = daemon::prepare(&args, "auth").await?;
-            chatmail_auth::run(listener, config, chatmail_net::shutdown_signal()).await?;
+            chatmail_auth::run(listener, config, shutdown()).await?;
         }
         Command::Lastlogin(args) => {
             let (listener, config) = daemon::prepare(&args, "lastlogin").await?;
-            chatmail_lastlogin::run(listener, config, chatmail_net::shutdown_signal()).await?;
+            chatmail_lastlogin::run(listener, config, shutdown()).await?;
         }
+        Command::Milter(args) => {
+            let (listener, config) = daemon::prepare(&args, "milter").await?;
+            chatmail_milter::run(listener, config, shutdown()).await?;
+        }
+        Command::Policy(args) => {
+            let (listener, config) = daemon::prepare(&args, "policy").await?;
+            chatmail_policy::run(listener, config, shutdown()).await?;
+        }
+        Command::Expire(args) => tools::expire(&args)?,
+        Command::QuotaExpire {
+            target_mb,
+            mailbox_dir,
+        } => tools::quota_expire(target_mb, &mailbox_dir)?,
+        Command::Report(args) => tools::report(&args)?,
+        Command::Newemail(args) => tools::newemail(&args)?,
         Command::Sandbox(args) => {
             let options = chatmail_sandbox::Options {
                 state_dir: args.state_dir,
@@ -53,7 +70,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 port_base: args.port_base,
                 exe: std::env::current_exe()?,
             };
-            chatmail_sandbox::run(options, chatmail_net::shutdown_signal()).await?;
+            chatmail_sandbox::run(options, shutdown()).await?;
         }
         Command::Bench(args) => {
             chatmail_bench::run(chatmail_bench::Options {

@@ -32,10 +32,12 @@ pub struct Ports {
     pub imaps: u16,
 }
 
-/// Rewrites the absolute paths of the shipped snippets into `state`.
-pub fn relocate(text: &str, state: &Path) -> String {
+/// Rewrites the absolute paths of the shipped snippets into `state`, and
+/// the installed `chatmail` binary into `exe`.
+pub fn relocate(text: &str, state: &Path, exe: &Path) -> String {
     let s = state.display();
-    text.replace("/etc/dovecot/", &format!("{s}/dovecot/"))
+    text.replace("/usr/bin/chatmail", &exe.display().to_string())
+        .replace("/etc/dovecot/", &format!("{s}/dovecot/"))
         .replace("/etc/postfix/", &format!("{s}/postfix/etc/"))
         .replace("/var/spool/postfix/", &format!("{s}/postfix/queue/"))
         .replace("/run/chatmail-", &format!("{s}/run/chatmail-"))

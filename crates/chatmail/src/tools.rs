@@ -1,0 +1,64 @@
+//! The run-once subcommands: expiry, quota expiry, report, newemail. Their
+//! logic is in the `chatmail-expire` crate; this maps arguments to it.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::Context;
+
+use crate::cli::{ExpireArgs, NewemailArgs, ReportArgs};
+use crate::daemon::load_config;
+
+pub fn expire(args: &ExpireArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let options = chatmail_expire::ExpireOptions {
+        remove: args.remove,
+        verbose: args.verbose,
+        days_offset: args.days,
+        max_mailboxes: args.max_mailboxes,
+        now: SystemTime::now(),
+    };
+    let summary = chatmail_expire::expire(&config, &options, &mut std::io::stdout().lock())?;
+    println!("{summary}");
+    anyhow::ensure!(
+        summary.errors == 0,
+        "{} file(s) could not be removed",
+        summary.errors
+    );
+    Ok(())
+}
+
+pub fn quota_expire(target_mb: u64, mailbox_dir: &Path) -> anyhow::Result<()> {
+    let target = target_mb
+        .checked_mul(1024 * 1024)
+        .context("TARGET_MB is too large")?;
+    let summary = chatmail_expire::quota_expire(mailbox_dir, target, SystemTime::now())?;
+    // Dovecot's script service logs our stderr; one line per run.
+    tracing::info!("{summary}");
+    anyhow::ensure!(
+        summary.errors.is_empty(),
+        "{} file(s) could not be removed",
+        summary.errors.len()
+    );
+    Ok(())
+}
+
+pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let report = chatmail_expire::report(&config, SystemTime::now())?;
+    print!("{report}");
+    if let Some(dir) = &args.textfile {
+        chatmail_expire::write_textfile(dir, &report)
+            .with_context(|| format!("writing the textfile into {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn newemail(args: &NewemailArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    print!(
+        "{}",
+        chatmail_expire::newemail_cgi(&config, args.self_signed)?
+    );
+    Ok(())
+}

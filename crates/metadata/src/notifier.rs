@@ -1,0 +1,477 @@
+//! Delivers push notifications from the durable [`Queue`] to the gateway.
+//!
+//! Three parts:
+//!
+//! - the queue thread: owns the SQLite connection, so no SQLite call ever
+//!   blocks the async reactor. It runs every job that piled up while it was
+//!   busy in one transaction (each in its own savepoint) and answers only
+//!   after the commit, which turns a burst of `messagenew`s into one fsync;
+//! - the delivery loop: claims due rows (at most `max_in_flight` POSTs at
+//!   once) and sleeps until the next row is due, a new row arrives, or a
+//!   POST ends;
+//! - one task per POST, sharing one HTTP/2 client: all POSTs are
+//!   multiplexed over one reused connection (h2 via ALPN for `https://`,
+//!   prior knowledge for cleartext `http://`).
+//!
+//! The gateway's answer: 200 = delivered; 410 = the token is dead, remove it
+//! from the user and stop; anything else, a connection error or a timeout =
+//! retry with back-off (see [`crate::queue`]).
+//!
+//! Tokens are secrets that identify devices: logs only carry
+//! [`token_tag`], a short hash.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::queue::{Claimed, Finished, Item, Outcome, Queue, QueueError};
+use crate::tokens::TokenStore;
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Short, stable, non-reversible tag of a token for correlating log lines.
+pub fn token_tag(token: &str) -> String {
+    let mut h = DefaultHasher::new();
+    token.hash(&mut h);
+    format!("{:08x}", h.finish() >> 32)
+}
+
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// Runs on the queue, or (`Err`) reports that the batch could not start.
+type Job = Box<dyn FnOnce(Result<&Queue, &str>) -> (bool, Reply) + Send>;
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// A handle to the queue thread.
+#[derive(Clone)]
+pub struct QueueHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl QueueHandle {
+    /// Starts the queue thread on `queue`.
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses a new thread.
+    pub fn spawn(queue: Queue) -> std::io::Result<(QueueHandle, thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = thread::Builder::new()
+            .name("push-queue".into())
+            .spawn(move || queue_thread(&queue, rx))?;
+        Ok((QueueHandle { tx }, thread))
+    }
+
+    /// Runs `f` on the queue thread inside a transaction and returns its
+    /// result once committed.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, a failed commit, or [`QueueError::Closed`].
+    pub async fn call<T, F>(&self, f: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Queue) -> Result<T, QueueError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |queue| {
+            let result = match queue {
+                Ok(queue) => f(queue),
+                Err(e) => Err(QueueError::Commit(e.to_owned())),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit_error| {
+                let result = match commit_error {
+                    Some(e) => Err(QueueError::Commit(e.to_owned())),
+                    None => result,
+                };
+                let _ = tx.send(result);
+            });
+            (ok, reply)
+        });
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| QueueError::Closed)?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Asks the thread to finish the jobs already sent and exit.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+}
+
+fn queue_thread(queue: &Queue, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut stop = false;
+    while !stop {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut jobs = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Job(job) => jobs.push(job),
+                Msg::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+            next = if jobs.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        run_batch(queue, jobs);
+    }
+}
+
+fn run_batch(queue: &Queue, jobs: Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let conn = queue.conn();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let msg = e.to_string();
+        tracing::error!("push queue: cannot begin transaction: {msg}");
+        for job in jobs {
+            // Without a transaction each job would commit on its own, so
+            // none is run; each caller gets the error.
+            let (_, reply) = job(Err(&msg));
+            reply(None);
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        // A failed job must not take the others' writes with it.
+        let _ = conn.execute_batch("SAVEPOINT job");
+        let (ok, reply) = job(Ok(queue));
+        let _ = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        replies.push(reply);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if let Err(e) = &commit {
+        tracing::error!("push queue: commit failed: {e}");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let error = commit.err();
+    for reply in replies {
+        reply(error.as_deref());
+    }
+}
+
+/// Settings of the delivery side.
+#[derive(Debug, Clone)]
+pub struct DeliveryOptions {
+    /// Where tokens are POSTed.
+    pub url: String,
+    /// Limit for one POST, connecting included (chatmaild: 60 s).
+    pub request_timeout: Duration,
+    /// POSTs in flight at once.
+    pub max_in_flight: usize,
+}
+
+/// The HTTP client all POSTs share.
+///
+/// # Errors
+///
+/// When the TLS backend cannot be set up.
+pub fn http_client(options: &DeliveryOptions) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("chatmail-metadata/", env!("CARGO_PKG_VERSION")))
+        .timeout(options.request_timeout)
+        .connect_timeout(options.request_timeout.min(Duration::from_secs(15)))
+        .pool_idle_timeout(Duration::from_secs(300))
+        // Dead connections are noticed by pings rather than by a POST
+        // that hangs until its timeout.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    if options.url.starts_with("http://") {
+        // No TLS means no ALPN; cleartext gateways (tests, a local proxy)
+        // are reached as h2c.
+        builder = builder.http2_prior_knowledge();
+    }
+    builder.build()
+}
+
+/// The enqueuing side, used by the dict handler.
+#[derive(Clone)]
+pub struct Notifier {
+    queue: QueueHandle,
+    wake: Arc<Notify>,
+}
+
+impl Notifier {
+    /// Queues one notification per token of `addr` (coalesced with one
+    /// that has not been tried yet); returns how many rows were added.
+    /// Returns once the rows are committed.
+    ///
+    /// # Errors
+    ///
+    /// Queue errors; then nothing was queued.
+    pub async fn enqueue(
+        &self,
+        addr: &str,
+        tokens: Vec<String>,
+        now: i64,
+    ) -> Result<usize, QueueError> {
+        let addr = addr.to_owned();
+        let added = self
+            .queue
+            .call(move |q| {
+                let mut added = 0;
+                for token in &tokens {
+                    added += usize::from(q.enqueue(&addr, token, now, now)?);
+                }
+                Ok(added)
+            })
+            .await?;
+        if added > 0 {
+            self.wake.notify_one();
+        }
+        Ok(added)
+    }
+}
+
+struct Ctx {
+    queue: QueueHandle,
+    client: reqwest::Client,
+    options: DeliveryOptions,
+    clock: Arc<dyn Clock>,
+    tokens: Arc<TokenStore>,
+}
+
+/// The running delivery machinery.
+pub struct Delivery {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    queue: QueueHandle,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Starts delivering from `queue`; returns the enqueuing handle.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client or the queue thread cannot be created.
+    pub fn start(
+        queue: Queue,
+        options: DeliveryOptions,
+        clock: Arc<dyn Clock>,
+        tokens: Arc<TokenStore>,
+    ) -> std::io::Result<(Notifier, Delivery)> {
+        let client = http_client(&options).map_err(std::io::Error::other)?;
+        let (handle, thread) = QueueHandle::spawn(queue)?;
+        let wake = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let ctx = Arc::new(Ctx {
+            queue: handle.clone(),
+            client,
+            options,
+            clock,
+            tokens,
+        });
+        let task = tokio::spawn(delivery_loop(ctx, Arc::clone(&wake), stopped));
+        Ok((
+            Notifier {
+                queue: handle.clone(),
+                wake,
+            },
+            Delivery {
+                stop,
+                task,
+                queue: handle,
+                thread,
+            },
+        ))
+    }
+
+    /// Stops delivering. POSTs in flight are abandoned; their rows stay
+    /// queued and are sent again on the next start. Waits for the queue
+    /// thread to commit what it was given.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.queue.stop();
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+async fn delivery_loop(ctx: Arc<Ctx>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let mut in_flight = JoinSet::new();
+    loop {
+        let free = ctx.options.max_in_flight.saturating_sub(in_flight.len());
+        let now = ctx.clock.now();
+        let claimed = ctx.queue.call(move |q| q.claim(now, free)).await;
+        let next_due = match claimed {
+            Ok(Claimed {
+                items,
+                expired,
+                next_due,
+            }) => {
+                for item in expired {
+                    tracing::warn!(
+                        token = %token_tag(&item.token),
+                        attempts = item.attempts,
+                        "push notification given up: deadline passed while queued"
+                    );
+                }
+                for item in items {
+                    in_flight.spawn(attempt(Arc::clone(&ctx), item));
+                }
+                next_due
+            }
+            Err(QueueError::Closed) => break,
+            Err(e) => {
+                tracing::error!("push queue: {e}");
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                }
+            }
+        };
+        let can_start = in_flight.len() < ctx.options.max_in_flight;
+        let due = next_due.filter(|_| can_start);
+        let sleep = async {
+            match due {
+                Some(at) => ctx.clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = wake.notified() => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            () = sleep => {}
+        }
+    }
+    in_flight.abort_all();
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// What the gateway said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Delivered,
+    Gone,
+    Failed(String),
+}
+
+async fn post(ctx: &Ctx, token: &str) -> Answer {
+    let sent = ctx
+        .client
+        .post(&ctx.options.url)
+        .body(token.to_owned())
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => match resp.status().as_u16() {
+            200 => Answer::Delivered,
+            410 => Answer::Gone,
+            status => Answer::Failed(format!("HTTP status {status}")),
+        },
+        // reqwest's errors carry the URL, never the body.
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+async fn attempt(ctx: Arc<Ctx>, item: Item) {
+    let tag = token_tag(&item.token);
+    let answer = post(&ctx, &item.token).await;
+    let outcome = match &answer {
+        Answer::Delivered => {
+            tracing::debug!(token = %tag, "push notification delivered");
+            Outcome::Done
+        }
+        Answer::Gone => {
+            match ctx
+                .tokens
+                .remove(&item.addr, &item.token, ctx.clock.now())
+                .await
+            {
+                Ok(_) => tracing::info!(
+                    addr = %item.addr,
+                    token = %tag,
+                    "gateway reports token gone (410); removed"
+                ),
+                Err(e) => tracing::warn!(
+                    addr = %item.addr,
+                    token = %tag,
+                    "gateway reports token gone (410), but removing it failed: {e}"
+                ),
+            }
+            Outcome::Done
+        }
+        Answer::Failed(why) => {
+            tracing::warn!(token = %tag, attempt = item.attempts + 1, "push notification failed: {why}");
+            Outcome::Failed
+        }
+    };
+    let now = ctx.clock.now();
+    let id = item.id;
+    match ctx.queue.call(move |q| q.finish(id, outcome, now)).await {
+        Ok(Finished::Done) => {}
+        Ok(Finished::Retry(at)) => {
+            tracing::debug!(token = %tag, in_secs = at - now, "push notification will be retried");
+        }
+        Ok(Finished::GivenUp) => tracing::warn!(
+            token = %tag,
+            attempts = item.attempts + 1,
+            "push notification given up"
+        ),
+        Err(e) => tracing::error!(token = %tag, "push queue: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_tags_are_short_and_stable() {
+        assert_eq!(token_tag("abc"), token_tag("abc"));
+        assert_ne!(token_tag("abc"), token_tag("abd"));
+        assert_eq!(token_tag("abc").len(), 8);
+    }
+
+    #[tokio::test]
+    async fn batched_jobs_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("q.sqlite")).unwrap();
+        let (handle, thread) = QueueHandle::spawn(queue).unwrap();
+        let bad = handle.call(|q| {
+            q.enqueue("a@x", "1", 0, 0)?;
+            q.conn().execute_batch("SELECT * FROM nonexistent")?;
+            Ok(())
+        });
+        let good = handle.call(|q| q.enqueue("b@x", "2", 0, 0));
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(bad.is_err());
+        assert!(good.unwrap());
+        assert_eq!(handle.call(|q| q.len()).await.unwrap(), 1);
+        handle.stop();
+        thread.join().unwrap();
+        assert!(matches!(
+            handle.call(|q| q.len()).await,
+            Err(QueueError::Closed)
+        ));
+    }
+}
