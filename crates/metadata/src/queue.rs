@@ -19,6 +19,7 @@
 //! more than 5 h after the notification was queued, it is given up.
 //! Unlike chatmaild the attempt count survives a restart.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -36,6 +37,9 @@ pub enum QueueError {
     /// An SQLite error.
     #[error("push queue database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Creating the database file failed.
+    #[error("push queue database: {0}")]
+    Io(#[from] std::io::Error),
     /// The transaction holding the change could not be committed.
     #[error("push queue commit failed: {0}")]
     Commit(String),
@@ -116,6 +120,17 @@ impl Queue {
     ///
     /// SQLite errors (unwritable directory, corrupt file, ...).
     pub fn open(path: &Path) -> Result<Queue, QueueError> {
+        // Tokens identify devices: the file (and the -wal/-shm files SQLite
+        // creates with the same mode) is for the daemon's user only.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path);
+        if let Err(e) = created {
+            return Err(QueueError::Io(e));
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -380,6 +395,17 @@ mod tests {
             }
         }
         assert!(q.is_empty().unwrap());
+    }
+
+    #[test]
+    fn database_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _q) = queue();
+        let mode = std::fs::metadata(dir.path().join("q.sqlite"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

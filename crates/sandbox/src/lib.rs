@@ -320,6 +320,11 @@ impl Sandbox {
             .iter()
             .map(|(name, _)| ((*name).to_owned(), json!(l.socket(name))))
             .collect();
+        let pids: serde_json::Map<String, serde_json::Value> = self
+            .children
+            .iter()
+            .map(|(name, child)| ((*name).to_owned(), json!(child.id())))
+            .collect();
         self.info = json!({
             "domain": domain,
             "host": "127.0.0.1",
@@ -336,6 +341,7 @@ impl Sandbox {
             "postfix_config_dir": l.postfix_etc(),
             "dovecot_config": l.dovecot_conf(),
             "log_dir": l.p("log"),
+            "pids": pids,
         });
         self.credentials =
             chatmail_auth::fresh_credentials(&config).ctx(|| "random credentials".into())?;

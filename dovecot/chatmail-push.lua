@@ -1,0 +1,53 @@
+-- chatmail-push.lua: Dovecot 2.3 push_notification_lua driver script.
+--
+-- For every message newly delivered to a user (LMTP), set the private
+-- INBOX attribute /private/messagenew. Dovecot's mail_attribute_dict turns
+-- that into the dict write `priv/<inbox-guid>/messagenew` on the
+-- chatmail-metadata socket, which queues one push notification per device
+-- token of the user. The value carries nothing: the event itself is the
+-- message, and no mail content ever leaves for the notification gateway.
+--
+-- Mail the user sent to themselves (their other devices get it over IMAP
+-- IDLE anyway) triggers nothing, as in chatmaild.
+--
+-- Several messages delivered to one user in one transaction set the
+-- attribute once: the phone fetches everything new in one go.
+
+local function lower(s)
+  if s == nil then
+    return nil
+  end
+  return string.lower(s)
+end
+
+function dovecot_lua_notify_begin_txn(user)
+  return { user = user, notified = {} }
+end
+
+function dovecot_lua_notify_event_message_new(ctx, event)
+  local user = ctx.user
+  if lower(event.from_address) == lower(user.username) then
+    return
+  end
+  local name = event.mailbox
+  if ctx.notified[name] then
+    return
+  end
+  ctx.notified[name] = true
+
+  local mbox = user:mailbox(name)
+  local ok, err = pcall(function()
+    -- Syncing opens the mailbox, which the attribute transaction needs.
+    mbox:sync()
+    mbox:metadata_set("/private/messagenew", "")
+  end)
+  mbox:free()
+  if not ok then
+    -- The mail is stored either way; only its push notification is lost.
+    dovecot.i_error("chatmail-push: setting messagenew for " .. user.username
+      .. " failed: " .. tostring(err))
+  end
+end
+
+function dovecot_lua_notify_end_txn(ctx, success)
+end
