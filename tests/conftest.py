@@ -170,12 +170,54 @@ def stop_sandbox(proc, relay):
     assert proc.returncode == 0, (relay.state_dir.parent / "sandbox.out").read_text()
 
 
+class PushGateway:
+    """The stand-in notification gateway (an HTTP/2 server, see the metadata
+    crate's push-gateway example): 410 for tokens starting with `gone-`."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="push-gateway-"))
+        url_file, self.log = self.dir / "url", self.dir / "requests.jsonl"
+        self.log.touch()
+        self.proc = subprocess.Popen(
+            [str(CHATMAIL_BIN.parent / "examples" / "push-gateway"), str(url_file), str(self.log)]
+        )
+        deadline = time.time() + 30
+        while not url_file.exists():
+            assert self.proc.poll() is None and time.time() < deadline, "gateway did not start"
+            time.sleep(0.05)
+        self.url = url_file.read_text()
+
+    def requests(self):
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def wait_for(self, token, count=1, timeout=15):
+        deadline = time.time() + timeout
+        while True:
+            got = [r for r in self.requests() if r["token"] == token]
+            if len(got) >= count:
+                return got
+            assert time.time() < deadline, f"{len(got)} of {count} pushes for a token"
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 @pytest.fixture(scope="session")
-def relay():
+def push_gateway():
+    gateway = PushGateway()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(push_gateway):
     # The send rate limit has its own relay below; here it must not get in
     # the way of tests that send a whole corpus from one account.
     proc, relay = start_sandbox(
         "max_user_send_per_minute = 6000\nmax_user_send_burst_size = 1000\n"
+        f"push_notification_url = {push_gateway.url}\n"
     )
     yield relay
     stop_sandbox(proc, relay)

@@ -23,6 +23,10 @@ pub enum Command {
     /// Dict server for Dovecot's last_login plugin: keeps each user's
     /// last-login day as their password file's mtime.
     Lastlogin(DaemonArgs),
+    /// Dict server for Dovecot's IMAP METADATA: stores notify tokens, serves
+    /// relay information to clients, and sends push notifications (from a
+    /// durable queue) when new mail arrives.
+    Metadata(DaemonArgs),
     /// Sendmail milter (v6) for Postfix's smtpd_milters: only end-to-end
     /// encrypted mail passes, outgoing (authenticated) and incoming (port 25).
     Milter(DaemonArgs),

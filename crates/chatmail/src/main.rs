@@ -48,6 +48,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let (listener, config) = daemon::prepare(&args, "lastlogin").await?;
             chatmail_lastlogin::run(listener, config, shutdown()).await?;
         }
+        Command::Metadata(args) => {
+            let (listener, config) = daemon::prepare(&args, "metadata").await?;
+            let options = chatmail_metadata::MetadataOptions::from_config(&config);
+            chatmail_metadata::run(listener, config, options, shutdown()).await?;
+        }
         Command::Milter(args) => {
             let (listener, config) = daemon::prepare(&args, "milter").await?;
             chatmail_milter::run(listener, config, shutdown()).await?;

@@ -118,6 +118,7 @@ impl Layout {
 const DAEMONS: &[(&str, &str)] = &[
     ("auth", "dovecot"),
     ("lastlogin", "vmail"),
+    ("metadata", "vmail"),
     ("milter", "postfix"),
     ("policy", "postfix"),
 ];
@@ -250,6 +251,13 @@ impl Sandbox {
         let domain = config.address_domain().to_owned();
         fs::create_dir_all(&config.mailboxes_dir).ctx(|| "creating mailboxes_dir".into())?;
         chown_path(&config.mailboxes_dir, vmail.uid, vmail.gid)?;
+        // chatmail-metadata keeps its push queue next to the mailboxes, as
+        // in /home/vmail/mail on a relay.
+        if let Some(parent) = config.mailboxes_dir.parent() {
+            if parent.starts_with(&l.state) && parent != l.state {
+                chown_path(parent, vmail.uid, vmail.gid)?;
+            }
+        }
         // The mailboxes dir's parents must let vmail through.
         let mut parent = config.mailboxes_dir.parent();
         while let Some(p) = parent.filter(|p| p.starts_with(&l.state) && *p != l.state) {
@@ -520,6 +528,7 @@ impl Sandbox {
                 "chatmail-auth.conf.ext",
                 render::relocate(render::DOVECOT_AUTH_EXT, &l.state, exe),
             ),
+            ("chatmail-push.lua", render::DOVECOT_PUSH_LUA.to_owned()),
         ] {
             fs::write(l.p("dovecot").join(name), text).ctx(|| format!("writing dovecot/{name}"))?;
         }

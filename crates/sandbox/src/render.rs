@@ -19,6 +19,8 @@ pub const POSTFIX_HEADER_CLEANUP: &str =
     include_str!("../../../postfix/chatmail-submission-header-cleanup");
 /// The shipped Dovecot settings.
 pub const DOVECOT_CONF: &str = include_str!("../../../dovecot/chatmail.conf");
+/// The shipped push notification script.
+pub const DOVECOT_PUSH_LUA: &str = include_str!("../../../dovecot/chatmail-push.lua");
 /// The shipped dict passdb/userdb settings.
 pub const DOVECOT_AUTH_EXT: &str = include_str!("../../../dovecot/chatmail-auth.conf.ext");
 
