@@ -38,7 +38,10 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
-    let shutdown = chatmail_net::shutdown_signal;
+    // Installed before any socket exists, so a SIGTERM during start-up is
+    // a clean stop too.
+    let signal = chatmail_net::shutdown_signal();
+    let shutdown = move || signal;
     match command {
         Command::Auth(args) => {
             let (listener, config) = daemon::prepare(&args, "auth").await?;

@@ -266,31 +266,45 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT and logs which one arrived.
+/// A future that resolves on the first SIGTERM or SIGINT and logs which
+/// one arrived.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a daemon that does slow start-up work (opening a queue)
+/// before it waits must not die of a SIGTERM that arrives meanwhile. Call
+/// it inside the Tokio runtime.
 ///
 /// If a handler cannot be installed (logged as an error) only the other
-/// signal ends the wait; if neither can be, this never resolves.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
+/// signal ends the wait; if neither can be, the future never resolves.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
 
-    async fn wait_for(kind: SignalKind, name: &'static str) -> &'static str {
-        match signal(kind) {
-            Ok(mut s) => {
+    fn install(kind: SignalKind, name: &'static str) -> Option<Signal> {
+        signal(kind)
+            .inspect_err(|e| {
+                tracing::error!(signal = name, error = %e, "cannot install signal handler");
+            })
+            .ok()
+    }
+    async fn wait_for(signal: Option<Signal>, name: &'static str) -> &'static str {
+        match signal {
+            Some(mut s) => {
                 s.recv().await;
                 name
             }
-            Err(e) => {
-                tracing::error!(signal = name, error = %e, "cannot install signal handler");
-                std::future::pending().await
-            }
+            None => std::future::pending().await,
         }
     }
 
-    let name = tokio::select! {
-        n = wait_for(SignalKind::terminate(), "SIGTERM") => n,
-        n = wait_for(SignalKind::interrupt(), "SIGINT") => n,
-    };
-    tracing::info!(signal = name, "shutting down");
+    let term = install(SignalKind::terminate(), "SIGTERM");
+    let int = install(SignalKind::interrupt(), "SIGINT");
+    async move {
+        let name = tokio::select! {
+            n = wait_for(term, "SIGTERM") => n,
+            n = wait_for(int, "SIGINT") => n,
+        };
+        tracing::info!(signal = name, "shutting down");
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,159 @@
+//! The `chatmail` binary as an operator and systemd run it: help texts,
+//! one-line errors for bad configs, socket modes, clean SIGTERM.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_chatmail");
+const DAEMONS: &[&str] = &["auth", "lastlogin", "metadata", "milter", "policy"];
+
+fn run(args: &[&str]) -> Output {
+    Command::new(EXE).args(args).output().unwrap()
+}
+
+fn write_config(dir: &Path) -> String {
+    let ini = dir.join("chatmail.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = example.org\nmailboxes_dir = {}\n",
+            dir.join("mail").display()
+        ),
+    )
+    .unwrap();
+    ini.display().to_string()
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for sub in DAEMONS.iter().chain(&[
+        "expire",
+        "quota-expire",
+        "report",
+        "newemail",
+        "sandbox",
+        "bench",
+    ]) {
+        assert!(
+            text.contains(&format!("  {sub} ")),
+            "{sub} missing in:\n{text}"
+        );
+        let out = run(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .contains("Usage: chatmail")
+        );
+    }
+}
+
+#[test]
+fn a_bad_config_is_one_line_and_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.ini");
+    let socket = format!("unix:{}", dir.path().join("s").display());
+    for daemon in DAEMONS {
+        let out = run(&[
+            daemon,
+            "--config",
+            missing.to_str().unwrap(),
+            "--listen",
+            &socket,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{daemon}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let reasons: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("chatmail:"))
+            .collect();
+        assert_eq!(reasons.len(), 1, "{stderr}");
+        assert!(reasons[0].contains("missing.ini"), "{stderr}");
+        assert!(reasons[0].contains("No such file"), "{stderr}");
+    }
+    let ini = dir.path().join("bad.ini");
+    std::fs::write(
+        &ini,
+        "[params]\nmail_domain = example.org\nusername_min_length = -3\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "auth",
+        "--config",
+        ini.to_str().unwrap(),
+        "--listen",
+        &socket,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("username_min_length = \"-3\""), "{stderr}");
+}
+
+#[test]
+fn a_bad_listen_address_is_a_usage_error() {
+    let out = run(&["auth", "--listen", "tcp:1.2.3.4"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("tcp:1.2.3.4"), "{stderr}");
+}
+
+#[test]
+fn daemons_replace_stale_sockets_use_mode_0660_and_stop_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = write_config(dir.path());
+    for daemon in DAEMONS {
+        let path = dir.path().join(format!("{daemon}.socket"));
+        // A socket left behind by a killed daemon.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let mut child = Command::new(EXE)
+            .args([daemon, "--config", &ini, "--listen"])
+            .arg(format!("unix:{}", path.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&path).is_err() {
+            assert!(Instant::now() < deadline, "{daemon} did not listen");
+            assert!(child.try_wait().unwrap().is_none(), "{daemon} exited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660, "{daemon}");
+
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{daemon} ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{daemon}: {status}");
+    }
+}
+
+#[test]
+fn a_live_socket_is_not_stolen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = write_config(dir.path());
+    let path = dir.path().join("busy.socket");
+    let _live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let out = Command::new(EXE)
+        .args(["auth", "--config", &ini, "--listen"])
+        .arg(format!("unix:{}", path.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("in use"));
+}
