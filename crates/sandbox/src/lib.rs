@@ -253,10 +253,9 @@ impl Sandbox {
         chown_path(&config.mailboxes_dir, vmail.uid, vmail.gid)?;
         // chatmail-metadata keeps its push queue next to the mailboxes, as
         // in /home/vmail/mail on a relay.
-        if let Some(parent) = config.mailboxes_dir.parent() {
-            if parent.starts_with(&l.state) && parent != l.state {
-                chown_path(parent, vmail.uid, vmail.gid)?;
-            }
+        let parent = config.mailboxes_dir.parent();
+        if let Some(parent) = parent.filter(|p| p.starts_with(&l.state) && *p != l.state) {
+            chown_path(parent, vmail.uid, vmail.gid)?;
         }
         // The mailboxes dir's parents must let vmail through.
         let mut parent = config.mailboxes_dir.parent();

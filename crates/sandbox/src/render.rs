@@ -150,7 +150,7 @@ mod tests {
             DOVECOT_CONF,
             DOVECOT_AUTH_EXT,
         ] {
-            let out = relocate(snippet, state);
+            let out = relocate(snippet, state, Path::new("/tmp/sb/bin/chatmail"));
             for line in out.lines().filter(|l| !l.trim_start().starts_with('#')) {
                 for word in line.split(|c: char| c.is_whitespace() || c == '=' || c == ':') {
                     if word.starts_with('/') {
