@@ -509,7 +509,9 @@ impl Sandbox {
                quota_rule = *:storage={quota_kib}k\n  \
                quota_max_mail_size = {max_mail_kib}k\n  \
                quota_warning = storage=75%% quota-warning {target_mib} %h\n\
-             }}\n",
+             }}\n\
+             # Local experiments (kept across restarts): settings here win.\n\
+             !include_try {st}/dovecot/local.conf\n",
             dlog = l.log("dovecot").display(),
             imap = ports.imap,
             imaps = ports.imaps,
