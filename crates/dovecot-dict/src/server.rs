@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use chatmail_net::{Listener, Stream};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::proto::{
     self, ITERATE_FLAG_NO_VALUE, PROTOCOL_MAJOR, ParseError, Reply, Request, key_log_prefix,
@@ -139,49 +138,15 @@ pub async fn serve<H: Handler>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut conns = JoinSet::new();
-    let addr = listener.local_addr_string();
-    tracing::info!(%addr, "dict server listening");
-    tokio::pin!(shutdown);
-
-    loop {
-        // Take the permit before accepting so excess clients wait in the
-        // kernel's listen queue instead of holding a file descriptor here.
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = Arc::clone(&limit).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            s = listener.accept() => s,
-        };
-        while conns.try_join_next().is_some() {}
-        match stream {
-            Ok(stream) => {
-                let handler = Arc::clone(&handler);
-                let stop = stop_rx.clone();
-                let max_line = options.max_line;
-                conns.spawn(async move {
-                    let _permit = permit;
-                    Connection::new(handler, max_line, stop).run(stream).await;
-                });
-            }
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while conns.join_next().await.is_some() {}
-    tracing::info!(%addr, "dict server stopped");
+    let max_line = options.max_line;
+    chatmail_net::serve_connections(
+        listener,
+        "dict server",
+        options.max_connections,
+        shutdown,
+        |stream, stop| Connection::new(Arc::clone(&handler), max_line, stop).run(stream),
+    )
+    .await;
     Ok(())
 }
 

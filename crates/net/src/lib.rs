@@ -266,6 +266,66 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Accepts connections on `listener` until `shutdown` resolves, serving
+/// each with `serve(stream, stop)` in its own task, at most
+/// `max_connections` at once.
+///
+/// A permit is taken before accepting, so excess clients wait in the
+/// kernel's listen queue rather than holding a file descriptor here. Accept
+/// errors (such as running out of descriptors) are logged and retried after
+/// a short pause: a helper that exits takes Postfix's or Dovecot's requests
+/// with it. On shutdown it stops accepting, turns `stop` to `true` so
+/// connections can finish the request at hand and close, and waits for them.
+/// `what` names the server in its log lines.
+pub async fn serve_connections<F, Fut>(
+    listener: Listener,
+    what: &str,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+    serve: F,
+) where
+    F: Fn(Stream, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let addr = listener.local_addr_string();
+    tracing::info!(%addr, "{what} listening");
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = std::sync::Arc::clone(&limit).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            s = listener.accept() => s,
+        };
+        while conns.try_join_next().is_some() {}
+        match stream {
+            Ok(stream) => {
+                let conn = serve(stream, stop_rx.clone());
+                conns.spawn(async move {
+                    let _permit = permit;
+                    conn.await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    tracing::info!(%addr, "{what} stopped");
+}
+
 /// A future that resolves on the first SIGTERM or SIGINT and logs which
 /// one arrived.
 ///

@@ -27,8 +27,7 @@ use std::time::Duration;
 
 use chatmail_net::{Listener, Stream};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::proto::{Action, Limits, Request, RequestParser};
 
@@ -93,53 +92,24 @@ pub async fn serve<H: Handler>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let max_connections = options.max_connections;
     let options = Arc::new(options);
-    let mut conns = JoinSet::new();
-    let addr = listener.local_addr_string();
-    tracing::info!(%addr, "policy server listening");
-    tokio::pin!(shutdown);
-
-    loop {
-        // Take the permit before accepting so excess clients wait in the
-        // kernel's listen queue instead of holding a file descriptor here.
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = Arc::clone(&limit).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            s = listener.accept() => s,
-        };
-        while conns.try_join_next().is_some() {}
-        match stream {
-            Ok(stream) => {
-                let conn = Connection {
-                    handler: Arc::clone(&handler),
-                    options: Arc::clone(&options),
-                    stop: stop_rx.clone(),
-                    bad_requests: 0,
-                };
-                conns.spawn(async move {
-                    let _permit = permit;
-                    conn.run(stream).await;
-                });
-            }
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while conns.join_next().await.is_some() {}
-    tracing::info!(%addr, "policy server stopped");
+    chatmail_net::serve_connections(
+        listener,
+        "policy server",
+        max_connections,
+        shutdown,
+        |stream, stop| {
+            let conn = Connection {
+                handler: Arc::clone(&handler),
+                options: Arc::clone(&options),
+                stop,
+                bad_requests: 0,
+            };
+            conn.run(stream)
+        },
+    )
+    .await;
     Ok(())
 }
 
