@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod expire;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -139,10 +139,18 @@ pub struct BenchArgs {
     /// Accounts to create before measuring lookups.
     #[arg(long, default_value_t = 1000)]
     pub users: usize,
+    /// Mailboxes in the synthetic tree (expire).
+    #[arg(long, default_value_t = 10_000)]
+    pub mailboxes: usize,
+    /// Messages per mailbox in the synthetic tree (expire).
+    #[arg(long, default_value_t = 20)]
+    pub messages: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum BenchTarget {
     /// chatmail auth passdb lookups and account creations.
     Dict,
+    /// The daily expiry over a large synthetic mailbox tree.
+    Expire,
 }

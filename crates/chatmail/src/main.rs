@@ -71,23 +71,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => tools::quota_expire(target_mb, &mailbox_dir)?,
         Command::Report(args) => tools::report(&args)?,
         Command::Newemail(args) => tools::newemail(&args)?,
-        Command::Sandbox(args) => {
-            let options = chatmail_sandbox::Options {
-                state_dir: args.state_dir,
-                domain: args.domain,
-                port_base: args.port_base,
-                exe: std::env::current_exe()?,
-            };
-            chatmail_sandbox::run(options, shutdown()).await?;
-        }
-        Command::Bench(args) => {
-            chatmail_bench::run(chatmail_bench::Options {
-                seconds: args.seconds,
-                users: args.users,
-                exe: std::env::current_exe()?,
-            })
-            .await?;
-        }
+        Command::Sandbox(args) => tools::sandbox(args, shutdown()).await?,
+        Command::Bench(args) => tools::bench(args).await?,
         Command::BenchEchoServer { listen } => chatmail_bench::echo_server(&listen).await?,
     }
     Ok(())

@@ -1,12 +1,13 @@
-//! The run-once subcommands: expiry, quota expiry, report, newemail. Their
-//! logic is in the `chatmail-expire` crate; this maps arguments to it.
+//! The subcommands that are not daemons: expiry, quota expiry, report and
+//! newemail (logic in the `chatmail-expire` crate), the sandbox and the
+//! benchmarks. This maps their arguments to the library calls.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::Context;
 
-use crate::cli::{ExpireArgs, NewemailArgs, ReportArgs};
+use crate::cli::{BenchArgs, BenchTarget, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs};
 use crate::daemon::load_config;
 
 pub fn expire(args: &ExpireArgs) -> anyhow::Result<()> {
@@ -60,5 +61,33 @@ pub fn newemail(args: &NewemailArgs) -> anyhow::Result<()> {
         "{}",
         chatmail_expire::newemail_cgi(&config, args.self_signed)?
     );
+    Ok(())
+}
+
+pub async fn sandbox(
+    args: SandboxArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let options = chatmail_sandbox::Options {
+        state_dir: args.state_dir,
+        domain: args.domain,
+        port_base: args.port_base,
+        exe: std::env::current_exe()?,
+    };
+    Ok(chatmail_sandbox::run(options, shutdown).await?)
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Dict => {
+            let options = chatmail_bench::Options {
+                seconds: args.seconds,
+                users: args.users,
+                exe: std::env::current_exe()?,
+            };
+            chatmail_bench::run(options).await?;
+        }
+        BenchTarget::Expire => chatmail_bench::expire::run(args.mailboxes, args.messages)?,
+    }
     Ok(())
 }
