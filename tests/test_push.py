@@ -123,3 +123,98 @@ def test_mail_to_self_does_not_push(relay, push_gateway):
     assert len(push_gateway.wait_for(token)) == 1
     time.sleep(0.5)
     assert len(push_gateway.wait_for(token)) == 1
+
+
+class DictClient:
+    """Speaks the Dovecot dict protocol to a chatmail socket, as Dovecot does."""
+
+    def __init__(self, path):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rwb")
+        self.send("H3\t2\t0\t\tmetadata\n")
+        self.tx = 0
+
+    def send(self, text):
+        self.file.write(text.encode())
+        self.file.flush()
+
+    def commit_set(self, user, key, value):
+        self.tx += 1
+        self.send(f"B{self.tx}\t{user}\nS{self.tx}\t{key}\t{value}\nC{self.tx}\n")
+        return self.file.readline().decode()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_burst_for_a_stalled_gateway_posts_at_most_twice(relay, push_gateway):
+    addr = relay.fresh_addr()
+    relay.imap_login(addr, PASSWORD).logout()
+    token = f"slow-{addr}"  # the gateway answers these after 3 s
+    client = DictClient(relay.info["sockets"]["metadata"])
+    assert client.commit_set(addr, "priv/0123/devicetoken", token) == f"O{client.tx}\n"
+    for _ in range(100):
+        assert client.commit_set(addr, "priv/0123/messagenew", "") == f"O{client.tx}\n"
+    client.close()
+    push_gateway.wait_for(token, count=1)
+    time.sleep(7)  # both possible POSTs (in flight + one coalesced) are done
+    assert 1 <= len(push_gateway.wait_for(token)) <= 2
+
+
+def test_queued_notifications_survive_kill_9(tmp_path, push_gateway):
+    import os
+    import signal
+    import subprocess
+
+    from conftest import CHATMAIL_BIN
+
+    mail = tmp_path / "mail" / "chat.localhost"
+    users = [f"killtest{i}@chat.localhost" for i in range(3)]
+    for user in users:
+        (mail / user).mkdir(parents=True)
+        (mail / user / "password").write_text("{SHA512-CRYPT}$6$x$y")
+    ini = tmp_path / "chatmail.ini"
+    sock = tmp_path / "metadata.socket"
+
+    def start(push_url):
+        ini.write_text(
+            f"[params]\nmail_domain = chat.localhost\nmailboxes_dir = {mail}\n"
+            f"push_notification_url = {push_url}\n"
+        )
+        proc = subprocess.Popen(
+            [str(CHATMAIL_BIN), "metadata", "--config", str(ini), "--listen", f"unix:{sock}"],
+            stderr=open(tmp_path / "metadata.log", "a"),
+        )
+        deadline = time.time() + 20
+        while True:
+            try:
+                return proc, DictClient(sock)
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "metadata did not start"
+                time.sleep(0.05)
+
+    # Nothing listens on port 1: every first attempt fails and is rescheduled.
+    proc, client = start("http://127.0.0.1:1/notify")
+    tokens = [f"durable-{os.urandom(6).hex()}" for _ in users]
+    for user, token in zip(users, tokens):
+        assert client.commit_set(user, "priv/g/devicetoken", token).startswith("O")
+        assert client.commit_set(user, "priv/g/messagenew", "").startswith("O")
+    client.close()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    proc, client = start(push_gateway.url)
+    try:
+        for token in tokens:
+            push_gateway.wait_for(token, timeout=30)
+        time.sleep(1)
+        for token in tokens:
+            assert len(push_gateway.wait_for(token)) == 1
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,6 +1,8 @@
 //! A stand-in for the Delta Chat notification gateway, for integration
 //! tests: an HTTP/2 (h2c, prior knowledge) server on 127.0.0.1 that records
-//! every POST and answers 410 for tokens starting with `gone-`, else 200.
+//! every POST and answers 410 for tokens starting with `gone-`, else 200;
+//! tokens starting with `slow-` are answered after 3 seconds (a stalled
+//! gateway).
 //!
 //! `push-gateway URL_FILE LOG_FILE`: writes its `http://127.0.0.1:PORT/notify`
 //! URL to URL_FILE once it listens, then appends one JSON line per request
@@ -15,7 +17,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, url_file, log_file] = args.as_slice() else {
@@ -57,6 +59,9 @@ async fn handle(
         .await
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
         .unwrap_or_default();
+    if body.starts_with("slow-") {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     let status = match (is_notify, body.starts_with("gone-")) {
         (false, _) => 404,
         (true, true) => 410,

@@ -209,11 +209,22 @@ impl Queue {
             .prepare_cached("DELETE FROM queue WHERE claimed = 0 AND start_ts < ?1")?
             .execute(params![cutoff])?;
         if limit > 0 {
-            claimed.items = self.select(
-                "SELECT id, addr, token, start_ts, attempts FROM queue
-                 WHERE claimed = 0 AND next_ts <= ?1 ORDER BY next_ts, id LIMIT ?2",
+            // One POST per token at a time: while one is in flight, later
+            // rows for the same token wait (and coalesce new messages), so
+            // a stalled gateway sees at most two POSTs per token.
+            let due = self.select(
+                "SELECT id, addr, token, start_ts, attempts FROM queue q
+                 WHERE claimed = 0 AND next_ts <= ?1 AND NOT EXISTS (
+                     SELECT 1 FROM queue f
+                     WHERE f.claimed = 1 AND f.addr = q.addr AND f.token = q.token)
+                 ORDER BY next_ts, id LIMIT ?2",
                 params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
             )?;
+            let mut seen = std::collections::HashSet::new();
+            claimed.items = due
+                .into_iter()
+                .filter(|item| seen.insert((item.addr.clone(), item.token.clone())))
+                .collect();
             let mut mark = self
                 .conn
                 .prepare_cached("UPDATE queue SET claimed = 1 WHERE id = ?1")?;
@@ -223,7 +234,12 @@ impl Queue {
         }
         claimed.next_due = self
             .conn
-            .prepare_cached("SELECT MIN(next_ts) FROM queue WHERE claimed = 0")?
+            .prepare_cached(
+                "SELECT MIN(next_ts) FROM queue q
+                 WHERE claimed = 0 AND NOT EXISTS (
+                     SELECT 1 FROM queue f
+                     WHERE f.claimed = 1 AND f.addr = q.addr AND f.token = q.token)",
+            )?
             .query_row([], |r| r.get(0))?;
         Ok(claimed)
     }
@@ -350,6 +366,29 @@ mod tests {
         // In flight: a new message needs a new notification.
         assert!(q.enqueue("a@x", "tok", T0 + 1, T0 + 1).unwrap());
         assert_eq!(q.len().unwrap(), 3);
+    }
+
+    #[test]
+    fn one_attempt_per_token_at_a_time() {
+        let (_dir, q) = queue();
+        assert!(q.enqueue("a@x", "t", 100, 100).unwrap());
+        let first = q.claim(100, 10).unwrap();
+        assert_eq!(first.items.len(), 1);
+        // In flight: a new message queues one row, later ones coalesce.
+        assert!(q.enqueue("a@x", "t", 101, 101).unwrap());
+        assert!(!q.enqueue("a@x", "t", 102, 102).unwrap());
+        assert!(q.enqueue("b@x", "t", 102, 102).unwrap());
+        let blocked = q.claim(103, 10).unwrap();
+        assert_eq!(blocked.items.len(), 1, "only b's row may start");
+        assert_eq!(blocked.items[0].addr, "b@x");
+        assert_eq!(
+            blocked.next_due, None,
+            "a's row waits for its POST, not a timer"
+        );
+        q.finish(first.items[0].id, Outcome::Done, 104).unwrap();
+        let after = q.claim(104, 10).unwrap();
+        assert_eq!(after.items.len(), 1);
+        assert_eq!(after.items[0].addr, "a@x");
     }
 
     #[test]

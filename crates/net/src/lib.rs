@@ -149,7 +149,13 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
-            Listener::Tcp(l) => Ok(Stream::Tcp(l.accept().await?.0)),
+            Listener::Tcp(l) => {
+                let stream = l.accept().await?.0;
+                // Replies are small and answered at once: Nagle plus delayed
+                // ACK would add tens of milliseconds to every exchange.
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
         }
     }
 
