@@ -86,10 +86,8 @@ fn walk_one(dir: &Path) -> usize {
     for entry in entries.filter_map(Result::ok) {
         n += 1;
         let path = entry.path();
-        if let Ok(meta) = std::fs::symlink_metadata(&path) {
-            if meta.is_dir() {
-                n += walk_one(&path);
-            }
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            n += walk_one(&path);
         }
     }
     n

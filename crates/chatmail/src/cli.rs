@@ -48,6 +48,13 @@ pub enum Command {
     Report(ReportArgs),
     /// CGI program for https://DOMAIN/new: prints fresh credentials as JSON.
     Newemail(NewemailArgs),
+    /// Applies the shipped Postfix and Dovecot snippets to this machine,
+    /// writes the config, makes a self-signed certificate when none is
+    /// configured and enables the units. Idempotent.
+    Setup(SetupArgs),
+    /// Checks a live installation: config, every daemon's socket, the
+    /// Postfix and Dovecot wiring, the certificate, the mailboxes.
+    Doctor(DoctorArgs),
     /// Runs a complete chatmail relay on 127.0.0.1 from the machine's stock
     /// Postfix and Dovecot, in the foreground, until Ctrl-C. Needs root;
     /// never touches /etc/postfix or /etc/dovecot.
@@ -111,6 +118,29 @@ pub struct NewemailArgs {
     /// accepts it (implied for IPv4 and '_' domains).
     #[arg(long)]
     pub self_signed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The relay's mail domain.
+    #[arg(long)]
+    pub domain: String,
+    /// Apply everything under DIR instead of /etc (e.g. a copy, for tests).
+    #[arg(long)]
+    pub etc: Option<PathBuf>,
+    /// Print the changes as diffs and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The chatmail.ini to check (default: ETC/chatmail/chatmail.ini).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the Postfix and Dovecot configuration lives (default /etc).
+    #[arg(long)]
+    pub etc: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

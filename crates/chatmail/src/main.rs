@@ -71,6 +71,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => tools::quota_expire(target_mb, &mailbox_dir)?,
         Command::Report(args) => tools::report(&args)?,
         Command::Newemail(args) => tools::newemail(&args)?,
+        Command::Setup(args) => tools::setup(args)?,
+        Command::Doctor(args) => tools::doctor(args).await?,
         Command::Sandbox(args) => tools::sandbox(args, shutdown()).await?,
         Command::Bench(args) => tools::bench(args).await?,
         Command::BenchEchoServer { listen } => chatmail_bench::echo_server(&listen).await?,

@@ -7,7 +7,10 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 
-use crate::cli::{BenchArgs, BenchTarget, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs};
+use crate::cli::{
+    BenchArgs, BenchTarget, DoctorArgs, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs,
+    SetupArgs,
+};
 use crate::daemon::load_config;
 
 pub fn expire(args: &ExpireArgs) -> anyhow::Result<()> {
@@ -61,6 +64,25 @@ pub fn newemail(args: &NewemailArgs) -> anyhow::Result<()> {
         "{}",
         chatmail_expire::newemail_cgi(&config, args.self_signed)?
     );
+    Ok(())
+}
+
+pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
+    let options = chatmail_setup::SetupOptions {
+        domain: args.domain,
+        etc: args.etc,
+        dry_run: args.dry_run,
+    };
+    let report = chatmail_setup::setup(&options, &mut std::io::stdout().lock())?;
+    print!("{report}");
+    Ok(())
+}
+
+pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
+    let report =
+        chatmail_setup::doctor(&chatmail_setup::DoctorOptions::new(args.config, args.etc)).await;
+    print!("{report}");
+    anyhow::ensure!(report.exit_code() == 0, "some checks failed");
     Ok(())
 }
 

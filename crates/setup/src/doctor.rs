@@ -1,0 +1,645 @@
+//! `chatmail doctor`: checks that a relay is wired up and alive, and says how
+//! to fix what is not.
+//!
+//! Every check is independent and never changes anything: the daemons get a
+//! harmless question in their own protocol (a dict lookup of a key that
+//! cannot exist, a policy query for a foreign recipient, a milter option
+//! negotiation), so a daemon that accepts connections but cannot answer is
+//! caught too.
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chatmail_config::Config;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::files::Roots;
+use crate::render::{self, DEFAULT_QUEUE_DIRECTORY};
+
+/// The sockets the shipped units listen on and the snippets point at.
+pub const SOCKETS: &[(&str, &str)] = &[
+    ("auth", "/run/chatmail-auth/auth.socket"),
+    ("lastlogin", "/run/chatmail-lastlogin/lastlogin.socket"),
+    ("metadata", "/run/chatmail-metadata/metadata.socket"),
+    ("policy", "/var/spool/postfix/chatmail/policy.socket"),
+    ("milter", "/var/spool/postfix/chatmail/milter.socket"),
+];
+
+fn socket_of(daemon: &str) -> &'static Path {
+    let (_, p) = SOCKETS
+        .iter()
+        .find(|(d, _)| *d == daemon)
+        .expect("known daemon");
+    Path::new(p)
+}
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct DoctorOptions {
+    /// The relay's `chatmail.ini`.
+    pub config: PathBuf,
+    /// Where `/etc` and `/` are (see [`Roots`]): tests and `--etc` point
+    /// them at copies.
+    pub roots: Roots,
+    /// The user that must own the mailboxes.
+    pub vmail_user: String,
+    /// A certificate expiring within this many days fails.
+    pub cert_margin_days: u32,
+    /// How long a daemon may take to answer.
+    pub timeout: Duration,
+}
+
+impl DoctorOptions {
+    /// The options of `chatmail doctor [--config PATH] [--etc DIR]`: the
+    /// config defaults to `chatmail/chatmail.ini` under the etc directory.
+    pub fn new(config: Option<PathBuf>, etc: Option<PathBuf>) -> DoctorOptions {
+        let roots = Roots {
+            etc: etc.unwrap_or_else(|| "/etc".into()),
+            root: "/".into(),
+        };
+        DoctorOptions {
+            config: config.unwrap_or_else(|| roots.etc.join("chatmail/chatmail.ini")),
+            roots,
+            vmail_user: "vmail".into(),
+            cert_margin_days: 14,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Fine.
+    Ok,
+    /// Broken: mail is refused, deferred or insecure until fixed.
+    Fail,
+    /// Neither: a state the operator should know about.
+    Info,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The verdict.
+    pub status: Status,
+    /// What was checked, e.g. `socket auth`.
+    pub name: String,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it (for [`Status::Fail`]).
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            status: Status::Ok,
+            name: name.into(),
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            status: Status::Fail,
+            name: name.into(),
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Every check's result, in the order they ran.
+#[derive(Debug, Clone, Default)]
+pub struct DoctorReport {
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl DoctorReport {
+    /// True when no check failed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.status != Status::Fail)
+    }
+
+    /// The process exit code: 0 when everything is fine, 1 when a check
+    /// failed.
+    pub fn exit_code(&self) -> i32 {
+        if self.ok() { 0 } else { 1 }
+    }
+}
+
+impl fmt::Display for DoctorReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.checks {
+            let status = match c.status {
+                Status::Ok => "OK",
+                Status::Fail => "FAIL",
+                Status::Info => "INFO",
+            };
+            writeln!(f, "{status} {}: {}", c.name, c.detail)?;
+            if let Some(fix) = &c.fix {
+                writeln!(f, "     fix: {fix}")?;
+            }
+        }
+        let failed = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count();
+        if failed == 0 {
+            writeln!(f, "all {} checks passed", self.checks.len())
+        } else {
+            writeln!(f, "{failed} of {} checks failed", self.checks.len())
+        }
+    }
+}
+
+/// Runs every check. Never fails: what cannot be checked is a FAIL line.
+pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
+    let mut checks = Vec::new();
+    let config = match Config::load(&opts.config) {
+        Ok((config, warnings)) => {
+            let mut detail = format!(
+                "{} (mail_domain {})",
+                opts.config.display(),
+                config.mail_domain
+            );
+            for w in &warnings {
+                detail.push_str(&format!("; warning: {w}"));
+            }
+            checks.push(Check::ok("config", detail));
+            Some(config)
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "config",
+                format!("{}: {e}", opts.config.display()),
+                "fix the file, or create it with `chatmail setup --domain YOUR.DOMAIN`",
+            ));
+            None
+        }
+    };
+
+    for (daemon, path) in SOCKETS {
+        let host = opts.roots.host(Path::new(path));
+        let result = tokio::time::timeout(opts.timeout, probe(daemon, &host)).await;
+        let result = result
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", opts.timeout.as_secs_f32())));
+        let name = format!("socket {daemon}");
+        checks.push(match result {
+            Ok(answer) => Check::ok(name, format!("{} answers ({answer})", host.display())),
+            Err(e) => Check::fail(
+                name,
+                format!("{}: {e}", host.display()),
+                format!(
+                    "systemctl enable --now chatmail-{daemon}.service; \
+                     see journalctl -u chatmail-{daemon}"
+                ),
+            ),
+        });
+    }
+
+    checks.extend(postfix_wiring(&opts.roots));
+    let (dovecot_checks, dovecot_cert) = dovecot_wiring(&opts.roots);
+    checks.extend(dovecot_checks);
+
+    let main_cf = std::fs::read_to_string(opts.roots.host(Path::new("/etc/postfix/main.cf")));
+    let mut certs = vec![
+        main_cf
+            .ok()
+            .and_then(|t| render::main_cf_value(&t, "smtpd_tls_cert_file"))
+            .map_or_else(|| PathBuf::from(render::SNIPPET_CERT), PathBuf::from),
+    ];
+    if let Some(c) = dovecot_cert.filter(|c| !certs.contains(c)) {
+        certs.push(c);
+    }
+    for cert in certs {
+        checks.push(check_certificate(&opts.roots, &cert, opts.cert_margin_days).await);
+    }
+
+    if let Some(config) = &config {
+        checks.push(check_mailboxes(opts, &config.mailboxes_dir));
+        let nocreate = opts.roots.host(&config.nocreate_file);
+        checks.push(Check {
+            status: Status::Info,
+            name: "nocreate".into(),
+            detail: if nocreate.exists() {
+                format!(
+                    "{} exists: no new accounts are created (remove it to allow them)",
+                    nocreate.display()
+                )
+            } else {
+                format!(
+                    "{} absent: new accounts are created on first login",
+                    nocreate.display()
+                )
+            },
+            fix: None,
+        });
+    }
+    DoctorReport { checks }
+}
+
+/// Asks `daemon` a harmless question on `socket`; the answer's gist.
+async fn probe(daemon: &str, socket: &Path) -> Result<String, String> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    match daemon {
+        "policy" => probe_policy(stream).await,
+        "milter" => probe_milter(stream).await,
+        _ => probe_dict(daemon, stream).await,
+    }
+    .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("closed the connection without answering")]
+    Closed,
+    #[error("unexpected answer {0:?}")]
+    Unexpected(String),
+}
+
+async fn read_line(stream: &mut BufReader<UnixStream>) -> Result<String, ProbeError> {
+    let mut line = String::new();
+    if stream.read_line(&mut line).await? == 0 {
+        return Err(ProbeError::Closed);
+    }
+    Ok(line.trim_end().to_owned())
+}
+
+/// Dovecot dict protocol 3.2: HELLO, then a lookup of a key no daemon can
+/// have; `N` (not found) or `F` (refused) both prove it is serving.
+async fn probe_dict(daemon: &str, stream: UnixStream) -> Result<String, ProbeError> {
+    let key = match daemon {
+        // A userdb lookup never creates an account, and this domain is
+        // reserved, so it cannot be ours.
+        "auth" => "shared/userdb/chatmail-doctor@example.invalid",
+        _ => "shared/chatmail-doctor/probe",
+    };
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(format!("H3\t2\t0\t\t{daemon}\nL{key}\n").as_bytes())
+        .await?;
+    let line = read_line(&mut stream).await?;
+    match line.as_bytes().first() {
+        Some(b'N') => Ok("lookup: not found".into()),
+        Some(b'F') => Ok("lookup: refused".into()),
+        Some(b'O') => Ok("lookup: found".into()),
+        _ => Err(ProbeError::Unexpected(line)),
+    }
+}
+
+/// A policy query for a recipient in a reserved foreign domain at RCPT:
+/// it counts against no rate limit and creates nothing.
+async fn probe_policy(stream: UnixStream) -> Result<String, ProbeError> {
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(
+            b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+              client_address=127.0.0.1\nclient_name=localhost\nhelo_name=localhost\n\
+              sender=\nrecipient=chatmail-doctor@example.invalid\n\
+              instance=chatmail-doctor\n\n",
+        )
+        .await?;
+    let line = read_line(&mut stream).await?;
+    if line.starts_with("action=") {
+        Ok(line)
+    } else {
+        Err(ProbeError::Unexpected(line))
+    }
+}
+
+/// Milter option negotiation (SMFIC_OPTNEG, protocol 6), as Postfix opens
+/// every connection; the daemon answers with its own OPTNEG.
+async fn probe_milter(mut stream: UnixStream) -> Result<String, ProbeError> {
+    let mut packet = Vec::with_capacity(17);
+    packet.extend_from_slice(&13u32.to_be_bytes());
+    packet.push(b'O');
+    packet.extend_from_slice(&6u32.to_be_bytes());
+    // Every action and protocol step Postfix 3.7 offers.
+    packet.extend_from_slice(&0x1ffu32.to_be_bytes());
+    packet.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
+    stream.write_all(&packet).await?;
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => ProbeError::Closed,
+            _ => ProbeError::Io(e),
+        })?;
+    let len = u32::from_be_bytes(len);
+    if len == 0 || len > 64 * 1024 {
+        return Err(ProbeError::Unexpected(format!("packet length {len}")));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).await?;
+    // SMFIC_QUIT, so the daemon does not log an aborted connection.
+    let _ = stream.write_all(&[0, 0, 0, 1, b'Q']).await;
+    match body[0] {
+        b'O' => {
+            let version = body
+                .get(1..5)
+                .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+            Ok(format!(
+                "option negotiation, version {}",
+                version.unwrap_or(0)
+            ))
+        }
+        c => Err(ProbeError::Unexpected(format!(
+            "milter reply {:?}",
+            char::from(c)
+        ))),
+    }
+}
+
+/// The `unix:` sockets a Postfix restriction list or milter list names,
+/// resolved against the queue directory as Postfix does.
+fn postfix_sockets(value: &str, after: Option<&str>, queue_dir: &Path) -> Vec<PathBuf> {
+    let words: Vec<&str> = value
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let Some(path) = w.strip_prefix("unix:") else {
+            continue;
+        };
+        if after.is_some_and(|a| i == 0 || words[i - 1] != a) {
+            continue;
+        }
+        out.push(queue_dir.join(path));
+    }
+    out
+}
+
+fn postfix_wiring(roots: &Roots) -> Vec<Check> {
+    let main_cf_path = roots.host(Path::new("/etc/postfix/main.cf"));
+    let fix = "run `chatmail setup --domain YOUR.DOMAIN` (it merges the shipped main.cf settings)";
+    let text = match std::fs::read_to_string(&main_cf_path) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![Check::fail(
+                "postfix",
+                format!("{}: {e}", main_cf_path.display()),
+                "apt-get install postfix, then run `chatmail setup --domain YOUR.DOMAIN`",
+            )];
+        }
+    };
+    let queue_dir = render::main_cf_value(&text, "queue_directory")
+        .unwrap_or_else(|| DEFAULT_QUEUE_DIRECTORY.into());
+    let queue_dir = Path::new(&queue_dir);
+    let mut checks = Vec::new();
+
+    let milter = socket_of("milter");
+    let milters = render::main_cf_value(&text, "smtpd_milters").unwrap_or_default();
+    let action = render::main_cf_value(&text, "milter_default_action").unwrap_or_default();
+    checks.push(
+        if !postfix_sockets(&milters, None, queue_dir)
+            .iter()
+            .any(|p| p == milter)
+        {
+            Check::fail(
+                "postfix milter",
+                format!(
+                    "smtpd_milters = {milters:?} does not name {}",
+                    milter.display()
+                ),
+                fix,
+            )
+        } else if action != "tempfail" {
+            Check::fail(
+                "postfix milter",
+                format!(
+                    "milter_default_action = {action:?}: mail would pass unchecked while \
+                     chatmail-milter is down"
+                ),
+                "postconf -e milter_default_action=tempfail && postfix reload",
+            )
+        } else {
+            Check::ok(
+                "postfix milter",
+                format!(
+                    "smtpd_milters uses {}, milter_default_action = tempfail",
+                    milter.display()
+                ),
+            )
+        },
+    );
+
+    let policy = socket_of("policy");
+    let mut missing = Vec::new();
+    for key in ["smtpd_recipient_restrictions", "smtpd_data_restrictions"] {
+        let value = render::main_cf_value(&text, key).unwrap_or_default();
+        if !postfix_sockets(&value, Some("check_policy_service"), queue_dir)
+            .iter()
+            .any(|p| p == policy)
+        {
+            missing.push(key);
+        }
+    }
+    checks.push(if missing.is_empty() {
+        Check::ok(
+            "postfix policy",
+            format!(
+                "smtpd_recipient_restrictions and smtpd_data_restrictions use {}",
+                policy.display()
+            ),
+        )
+    } else {
+        Check::fail(
+            "postfix policy",
+            format!(
+                "{} lack(s) check_policy_service unix:{}",
+                missing.join(" and "),
+                policy.display()
+            ),
+            fix,
+        )
+    });
+    checks
+}
+
+/// The Dovecot checks and the certificate Dovecot uses (if it says).
+fn dovecot_wiring(roots: &Roots) -> (Vec<Check>, Option<PathBuf>) {
+    let conf_path = roots.host(Path::new(render::DOVECOT_CONF_D));
+    let fix = "run `chatmail setup --domain YOUR.DOMAIN` (it installs conf.d/90-chatmail.conf)";
+    let text = match std::fs::read_to_string(&conf_path) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                vec![Check::fail(
+                    "dovecot",
+                    format!("{}: {e}", conf_path.display()),
+                    fix,
+                )],
+                None,
+            );
+        }
+    };
+    let mut checks = Vec::new();
+    let mut dict = |daemon: &str, key: &str, file: &Path, text: &str| {
+        let want = socket_of(daemon);
+        let name = format!("dovecot {daemon}");
+        let value = render::dovecot_value(text, key);
+        checks.push(match value.as_deref().and_then(render::dict_socket) {
+            Some(p) if p == want => Check::ok(
+                name,
+                format!("{key} in {} uses {}", file.display(), want.display()),
+            ),
+            _ => Check::fail(
+                name,
+                format!(
+                    "{key} in {} is {value:?}, not proxy:{}:{daemon}",
+                    file.display(),
+                    want.display()
+                ),
+                fix,
+            ),
+        });
+    };
+    dict("metadata", "mail_attribute_dict", &conf_path, &text);
+    dict("lastlogin", "last_login_dict", &conf_path, &text);
+    let ext_name = render::dovecot_value(&text, "args")
+        .unwrap_or_else(|| "/etc/dovecot/chatmail-auth.conf.ext".into());
+    let ext_path = roots.host(Path::new(&ext_name));
+    match std::fs::read_to_string(&ext_path) {
+        Ok(ext) => dict("auth", "uri", &ext_path, &ext),
+        Err(e) => checks.push(Check::fail(
+            "dovecot auth",
+            format!("passdb/userdb args {}: {e}", ext_path.display()),
+            fix,
+        )),
+    }
+    let cert = render::dovecot_value(&text, "ssl_cert")
+        .map(|c| PathBuf::from(c.trim_start_matches('<').trim()));
+    (checks, cert)
+}
+
+async fn check_certificate(roots: &Roots, cert: &Path, margin_days: u32) -> Check {
+    let name = format!("tls {}", cert.display());
+    let host = roots.host(cert);
+    let fix = format!(
+        "renew it (a self-signed one: remove {} and its key, then run `chatmail setup --domain \
+         YOUR.DOMAIN`), then `systemctl reload postfix dovecot`",
+        cert.display()
+    );
+    let openssl = |args: &[&str]| {
+        tokio::process::Command::new("openssl")
+            .args(["x509", "-noout", "-in"])
+            .arg(&host)
+            .args(args)
+            .output()
+    };
+    let end = match openssl(&["-enddate"]).await {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .trim_start_matches("notAfter=")
+            .to_owned(),
+        Ok(o) => {
+            return Check::fail(
+                name,
+                format!(
+                    "{}: not a readable certificate ({})",
+                    host.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                ),
+                fix,
+            );
+        }
+        Err(e) => {
+            return Check::fail(
+                name,
+                format!("cannot run openssl: {e}"),
+                "apt-get install openssl",
+            );
+        }
+    };
+    let seconds = (u64::from(margin_days) * 86_400).to_string();
+    match openssl(&["-checkend", &seconds]).await {
+        Ok(o) if o.status.success() => Check::ok(name, format!("valid until {end}")),
+        Ok(_) => Check::fail(
+            name,
+            format!("expires {end}, within {margin_days} days"),
+            fix,
+        ),
+        Err(e) => Check::fail(
+            name,
+            format!("cannot run openssl: {e}"),
+            "apt-get install openssl",
+        ),
+    }
+}
+
+fn check_mailboxes(opts: &DoctorOptions, dir: &Path) -> Check {
+    let host = opts.roots.host(dir);
+    let name = "mailboxes";
+    let user = &opts.vmail_user;
+    let fix = format!(
+        "mkdir -p {d} && chown {user}:{user} {d} && chmod 0750 {d}",
+        d = host.display()
+    );
+    let Some(vmail) = nix::unistd::User::from_name(user).ok().flatten() else {
+        return Check::fail(
+            name,
+            format!("there is no {user} user"),
+            "reinstall chatmail-helpers (its postinst creates vmail), or: \
+             adduser --system --group --home /home/vmail vmail",
+        );
+    };
+    match std::fs::metadata(&host) {
+        Ok(m) if !m.is_dir() => {
+            Check::fail(name, format!("{} is not a directory", host.display()), fix)
+        }
+        Ok(m) if m.uid() != vmail.uid.as_raw() => Check::fail(
+            name,
+            format!(
+                "{} is owned by uid {}, not {user} ({})",
+                host.display(),
+                m.uid(),
+                vmail.uid
+            ),
+            format!("chown -R {user}:{user} {}", host.display()),
+        ),
+        Ok(_) => Check::ok(name, format!("{} exists, owned by {user}", host.display())),
+        Err(e) => Check::fail(name, format!("{}: {e}", host.display()), fix),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_sockets_are_found_after_check_policy_service() {
+        let q = Path::new("/var/spool/postfix");
+        let v = "check_policy_service { unix:chatmail/policy.socket, timeout=10s }";
+        assert_eq!(
+            postfix_sockets(v, Some("check_policy_service"), q),
+            vec![PathBuf::from("/var/spool/postfix/chatmail/policy.socket")]
+        );
+        assert_eq!(
+            postfix_sockets(
+                "check_policy_service unix:/abs/p",
+                Some("check_policy_service"),
+                q
+            ),
+            vec![PathBuf::from("/abs/p")]
+        );
+        assert!(postfix_sockets("permit unix:x", Some("check_policy_service"), q).is_empty());
+    }
+}

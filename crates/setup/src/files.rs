@@ -1,0 +1,233 @@
+//! File plumbing shared by `setup` and `doctor`: where a configured path lives
+//! on this machine (`--etc`), atomic writes that keep a file's mode and owner,
+//! and the line diff `--dry-run` prints.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Maps the absolute paths written in configuration files to the places they
+/// are read from or written to on this machine.
+///
+/// Files keep saying `/etc/postfix/...` whatever `--etc` is (the tree may be
+/// a copy for a test or an image being built), so every path read from a
+/// config goes through [`Roots::host`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// What `/etc` is (`/etc` itself unless `--etc DIR`).
+    pub etc: PathBuf,
+    /// What `/` is for every other absolute path (sockets, mailboxes).
+    pub root: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots {
+            etc: "/etc".into(),
+            root: "/".into(),
+        }
+    }
+}
+
+impl Roots {
+    /// Where the configured absolute path `p` is on this machine; relative
+    /// paths are returned unchanged.
+    pub fn host(&self, p: &Path) -> PathBuf {
+        if let Ok(rest) = p.strip_prefix("/etc") {
+            self.etc.join(rest)
+        } else if let Ok(rest) = p.strip_prefix("/") {
+            self.root.join(rest)
+        } else {
+            p.to_owned()
+        }
+    }
+}
+
+/// Replaces `path` with `text` atomically: a temp file in the same directory,
+/// fsynced, then renamed over the original, so a crash leaves either the old
+/// or the new file and Postfix/Dovecot never read half a config.
+///
+/// An existing file's mode and owner are kept (operators tighten them, and
+/// key files must stay private); a new file gets `new_mode` and the owner of
+/// whoever runs us. Missing parent directories are created (mode 0755).
+///
+/// # Errors
+/// Any I/O error, including not being allowed to change the owner.
+pub fn write_atomic(path: &Path, text: &[u8], new_mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".chatmail-setup.")
+        .tempfile_in(dir)?;
+    tmp.write_all(text)?;
+    match fs::metadata(path) {
+        Ok(meta) => {
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            let (uid, gid) = (meta.uid(), meta.gid());
+            let cur = fs::metadata(tmp.path())?;
+            if (cur.uid(), cur.gid()) != (uid, gid) {
+                std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid))?;
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(new_mode))?;
+        }
+        Err(e) => return Err(e),
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename is only durable once the directory is synced too.
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Reads a text file; `None` when it does not exist.
+///
+/// # Errors
+/// Any I/O error other than the file being absent, and invalid UTF-8.
+pub fn read_optional(path: &Path) -> io::Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Same,
+    Del,
+    Add,
+}
+
+/// A unified diff (3 lines of context) from `old` to `new`, labelled with
+/// `name`; empty when the texts are equal. A missing old file diffs against
+/// `/dev/null` so the output reads like `diff -u`'s.
+pub fn unified_diff(name: &str, old: Option<&str>, new: &str) -> String {
+    let a: Vec<&str> = old.unwrap_or("").lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    if old == Some(new) {
+        return String::new();
+    }
+    // Plain LCS table: config files are a few hundred lines, so O(n·m) is
+    // instant and the output is minimal.
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![0u32; (n + 1) * (m + 1)];
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[at(i, j)] = if a[i] == b[j] {
+                lcs[at(i + 1, j + 1)] + 1
+            } else {
+                lcs[at(i + 1, j)].max(lcs[at(i, j + 1)])
+            };
+        }
+    }
+    let mut ops = Vec::with_capacity(n + m);
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            ops.push((Op::Same, i, j));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
+            // Deletions first on a tie, as diff -u prints them.
+            ops.push((Op::Del, i, j));
+            i += 1;
+        } else {
+            ops.push((Op::Add, i, j));
+            j += 1;
+        }
+    }
+    let mut out = match old {
+        Some(_) => format!("--- {name}\n+++ {name} (new)\n"),
+        None => format!("--- /dev/null\n+++ {name}\n"),
+    };
+    const CONTEXT: usize = 3;
+    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != Op::Same).collect();
+    let mut k = 0;
+    while k < changed.len() {
+        let start = changed[k].saturating_sub(CONTEXT);
+        let mut end = changed[k];
+        while k < changed.len() && changed[k] <= end + 2 * CONTEXT + 1 {
+            end = changed[k];
+            k += 1;
+        }
+        let end = (end + CONTEXT + 1).min(ops.len());
+        let hunk = &ops[start..end];
+        let a_len = hunk.iter().filter(|o| o.0 != Op::Add).count();
+        let b_len = hunk.iter().filter(|o| o.0 != Op::Del).count();
+        let (a0, b0) = (hunk[0].1, hunk[0].2);
+        let first = |start: usize, len: usize| if len == 0 { start } else { start + 1 };
+        out.push_str(&format!(
+            "@@ -{},{a_len} +{},{b_len} @@\n",
+            first(a0, a_len),
+            first(b0, b_len)
+        ));
+        for &(op, i, j) in hunk {
+            match op {
+                Op::Same => out.push_str(&format!(" {}\n", a[i])),
+                Op::Del => out.push_str(&format!("-{}\n", a[i])),
+                Op::Add => out.push_str(&format!("+{}\n", b[j])),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_map_etc_and_the_rest() {
+        let r = Roots {
+            etc: "/tmp/e".into(),
+            root: "/tmp/r".into(),
+        };
+        assert_eq!(
+            r.host(Path::new("/etc/postfix/main.cf")),
+            Path::new("/tmp/e/postfix/main.cf")
+        );
+        assert_eq!(
+            r.host(Path::new("/run/x.sock")),
+            Path::new("/tmp/r/run/x.sock")
+        );
+        assert_eq!(r.host(Path::new("/etcetera")), Path::new("/tmp/r/etcetera"));
+        assert_eq!(r.host(Path::new("rel")), Path::new("rel"));
+    }
+
+    #[test]
+    fn diff_shows_changed_lines_with_context() {
+        let old = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
+        let new = "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n11\n";
+        let d = unified_diff("f", Some(old), new);
+        assert_eq!(
+            d,
+            "--- f\n+++ f (new)\n@@ -2,9 +2,10 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n 9\n 10\n+11\n"
+        );
+        assert_eq!(unified_diff("f", Some(old), old), "");
+    }
+
+    #[test]
+    fn diff_of_a_new_file_adds_everything() {
+        assert_eq!(
+            unified_diff("f", None, "a\nb\n"),
+            "--- /dev/null\n+++ f\n@@ -0,0 +1,2 @@\n+a\n+b\n"
+        );
+    }
+
+    #[test]
+    fn atomic_write_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"new", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+        let q = dir.path().join("sub/y");
+        write_atomic(&q, b"y", 0o600).unwrap();
+        assert_eq!(fs::metadata(&q).unwrap().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,243 @@
+//! `chatmail setup` against a temp copy of a Debian `/etc`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use chatmail_setup::{SetupError, SetupOptions, setup};
+use common::{DOMAIN, debian_etc, run_setup, snapshot};
+
+#[test]
+fn applies_the_snippets() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    fs::set_permissions(
+        etc.join("postfix/main.cf"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    let (report, out) = run_setup(&etc, false);
+    assert!(!report.unchanged(), "{out}");
+    assert!(report.certificate_created);
+
+    let main = fs::read_to_string(etc.join("postfix/main.cf")).unwrap();
+    for line in [
+        "myhostname = chat.example.org",
+        "mydomain = chat.example.org",
+        "mydestination =",
+        "smtpd_milters = unix:chatmail/milter.socket",
+        "milter_default_action = tempfail",
+        "smtpd_tls_cert_file = /etc/ssl/certs/chatmail.pem",
+        "message_size_limit = 31457280",
+        "smtpd_recipient_restrictions = check_policy_service { unix:chatmail/policy.socket, \
+         timeout=10s, default_action=DEFER_IF_PERMIT }",
+    ] {
+        assert_eq!(
+            main.lines().filter(|l| *l == line).count(),
+            1,
+            "{line}\n{main}"
+        );
+    }
+    assert!(!main.contains("snakeoil"));
+    assert_eq!(
+        fs::metadata(etc.join("postfix/main.cf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640,
+        "the original mode is kept"
+    );
+
+    let master = fs::read_to_string(etc.join("postfix/master.cf")).unwrap();
+    let services: Vec<&str> = master
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#']) && !l.is_empty())
+        .collect();
+    for name in [
+        "smtp inet",
+        "submission inet",
+        "submissions inet",
+        "chatmail-submission-cleanup unix",
+    ] {
+        let n = services
+            .iter()
+            .filter(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == name)
+            .count();
+        assert_eq!(n, 1, "{name}\n{master}");
+    }
+    assert!(master.contains("  -o cleanup_service_name=chatmail-submission-cleanup\n"));
+    assert!(master.contains("pickup"), "stock services stay");
+    for f in ["chatmail-login-map", "chatmail-submission-header-cleanup"] {
+        assert!(etc.join("postfix").join(f).exists(), "{f}");
+    }
+
+    let conf = fs::read_to_string(etc.join("dovecot/conf.d/90-chatmail.conf")).unwrap();
+    assert!(conf.contains("  quota_rule = *:storage=500M\n"));
+    assert!(conf.contains("quota_warning = storage=75%% quota-warning 350 %h"));
+    assert!(conf.contains("ssl_cert = </etc/ssl/certs/chatmail.pem\n"));
+    assert!(etc.join("dovecot/chatmail-auth.conf.ext").exists());
+    let auth = fs::read_to_string(etc.join("dovecot/conf.d/10-auth.conf")).unwrap();
+    assert!(
+        auth.contains("\n#!include auth-system.conf.ext\n"),
+        "{auth}"
+    );
+    assert!(etc.join("dovecot/chatmail-push.lua").exists());
+
+    let ini = fs::read_to_string(etc.join("chatmail/chatmail.ini")).unwrap();
+    assert!(ini.contains("\n[params]\nmail_domain = chat.example.org\n"));
+
+    let key = etc.join("ssl/private/chatmail.key");
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(etc.join("ssl/certs/chatmail.pem").exists());
+    // --etc never touches systemd: the commands are printed.
+    assert!(
+        out.contains("to run: systemctl enable --now chatmail-auth.service"),
+        "{out}"
+    );
+    assert!(out.contains("to run: systemctl restart dovecot"), "{out}");
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    run_setup(&etc, false);
+    let before = snapshot(&etc);
+    let (report, out) = run_setup(&etc, false);
+    assert!(report.unchanged(), "{out}");
+    assert!(
+        report.to_string().contains("configuration unchanged"),
+        "{report}"
+    );
+    assert!(!out.contains("restart dovecot"), "{out}");
+    assert_eq!(snapshot(&etc), before);
+}
+
+#[test]
+fn dry_run_prints_diffs_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    let before = snapshot(&etc);
+    let (report, out) = run_setup(&etc, true);
+    assert_eq!(snapshot(&etc), before);
+    assert!(!report.unchanged());
+    assert!(report.to_string().contains("would be updated"), "{report}");
+    assert!(out.contains("would update "), "{out}");
+    assert!(
+        out.contains("+smtpd_milters = unix:chatmail/milter.socket\n"),
+        "{out}"
+    );
+    assert!(out.contains("-myhostname = debian\n"), "{out}");
+    assert!(out.contains("--- /dev/null\n"), "{out}");
+    assert!(
+        out.contains("would create a self-signed certificate"),
+        "{out}"
+    );
+
+    // After a real run, a dry run has nothing to show.
+    run_setup(&etc, false);
+    let (report, out) = run_setup(&etc, true);
+    assert!(report.unchanged(), "{out}");
+    assert!(!out.contains("\n@@ "), "{out}");
+}
+
+#[test]
+fn values_come_from_an_existing_chatmail_ini() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    fs::create_dir_all(etc.join("chatmail")).unwrap();
+    let ini = "[params]\nmail_domain = chat.example.org\nmax_mailbox_size = 1G\n\
+               max_message_size = 10485760\n";
+    fs::write(etc.join("chatmail/chatmail.ini"), ini).unwrap();
+    run_setup(&etc, false);
+    assert_eq!(
+        fs::read_to_string(etc.join("chatmail/chatmail.ini")).unwrap(),
+        ini
+    );
+    let conf = fs::read_to_string(etc.join("dovecot/conf.d/90-chatmail.conf")).unwrap();
+    assert!(conf.contains("quota_rule = *:storage=1024M\n"), "{conf}");
+    assert!(conf.contains("quota_max_mail_size = 10M\n"), "{conf}");
+    assert!(conf.contains("quota-warning 716 %h\n"), "{conf}");
+    let main = fs::read_to_string(etc.join("postfix/main.cf")).unwrap();
+    assert!(main.contains("\nmessage_size_limit = 10485760\n"));
+}
+
+#[test]
+fn bad_domains_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    let before = snapshot(&etc);
+    for domain in [
+        "",
+        "chat example.org",
+        "localhost",
+        "-bad.example.org",
+        "a..b",
+        "x.org\nmax_message_size = 1",
+    ] {
+        let err = setup(
+            &SetupOptions {
+                domain: domain.into(),
+                etc: Some(etc.clone()),
+                dry_run: false,
+            },
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, SetupError::BadDomain { .. }),
+            "{domain:?}: {err}"
+        );
+        assert!(
+            err.to_string().contains("is not a usable mail domain"),
+            "{err}"
+        );
+    }
+    assert_eq!(snapshot(&etc), before);
+}
+
+#[test]
+fn another_domain_in_chatmail_ini_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    fs::create_dir_all(etc.join("chatmail")).unwrap();
+    fs::write(
+        etc.join("chatmail/chatmail.ini"),
+        "[params]\nmail_domain = other.org\n",
+    )
+    .unwrap();
+    let err = setup(
+        &SetupOptions {
+            domain: DOMAIN.into(),
+            etc: Some(etc.clone()),
+            dry_run: false,
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mail_domain = other.org, not chat.example.org"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_postfix_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = setup(
+        &SetupOptions {
+            domain: DOMAIN.into(),
+            etc: Some(dir.path().to_owned()),
+            dry_run: true,
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("apt-get install postfix"), "{err}");
+}
