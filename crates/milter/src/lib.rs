@@ -11,7 +11,7 @@
 //! Postfix settings this daemon expects (DESIGN.md, "Failure behaviour"):
 //!
 //! ```text
-//! smtpd_milters = unix:/run/chatmail-milter/milter.sock   # submission, smtps and port 25
+//! smtpd_milters = unix:chatmail/milter.socket   # queue-dir relative (chroot-safe); every smtpd
 //! milter_protocol = 6
 //! milter_default_action = tempfail
 //! milter_mail_macros = i {auth_type} {auth_authen} ...     # Postfix default; we also request it
