@@ -63,7 +63,10 @@ pub fn run(mailboxes: usize, messages: usize) -> io::Result<()> {
         &mut io::sink(),
     )
     .map_err(io::Error::other)?;
-    println!("expire real run: {:.2} s, {removed}", t.elapsed().as_secs_f64());
+    println!(
+        "expire real run: {:.2} s, {removed}",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod expire;
+pub mod metadata;
+pub mod rules;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -183,4 +183,9 @@ pub enum BenchTarget {
     Dict,
     /// The daily expiry over a large synthetic mailbox tree.
     Expire,
+    /// The encryption rules on a 5 kB and a 1 MB message.
+    Rules,
+    /// chatmail metadata: token registrations, push throughput and latency,
+    /// memory with many tokens.
+    Metadata,
 }

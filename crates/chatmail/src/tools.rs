@@ -110,6 +110,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             chatmail_bench::run(options).await?;
         }
         BenchTarget::Expire => chatmail_bench::expire::run(args.mailboxes, args.messages)?,
+        BenchTarget::Rules => chatmail_bench::rules::run(args.seconds)?,
+        BenchTarget::Metadata => {
+            let mut options = chatmail_bench::metadata::Options::new(std::env::current_exe()?);
+            options.seconds = args.seconds;
+            chatmail_bench::metadata::run(options).await?;
+        }
     }
     Ok(())
 }

@@ -205,19 +205,37 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 /// The CRC24 of RFC 9580 section 6.1.1.
 pub fn crc24(data: &[u8]) -> u32 {
     const INIT: u32 = 0x00B7_04CE;
-    const POLY: u32 = 0x0186_4CFB;
+    // A byte at a time: the armor of a large message is mostly CRC work
+    // when computed bit by bit.
     let mut crc = INIT;
     for &b in data {
-        crc ^= u32::from(b) << 16;
-        for _ in 0..8 {
+        let index = ((crc >> 16) as u8 ^ b) as usize;
+        crc = (crc << 8) ^ CRC24_TABLE[index];
+    }
+    crc & 0x00FF_FFFF
+}
+
+/// `CRC24_TABLE[i]` is the CRC24 remainder of the byte `i` in the top
+/// position, computed at compile time from the polynomial.
+const CRC24_TABLE: [u32; 256] = {
+    const POLY: u32 = 0x0186_4CFB;
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u32) << 16;
+        let mut bit = 0;
+        while bit < 8 {
             crc <<= 1;
             if crc & 0x0100_0000 != 0 {
                 crc ^= POLY;
             }
+            bit += 1;
         }
+        table[i] = crc & 0x00FF_FFFF;
+        i += 1;
     }
-    crc & 0x00FF_FFFF
-}
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -243,6 +261,27 @@ mod tests {
             })
             .collect();
         format!("={s}\r\n")
+    }
+
+    #[test]
+    fn crc24_table_matches_the_bitwise_definition() {
+        fn bitwise(data: &[u8]) -> u32 {
+            let mut crc = 0x00B7_04CEu32;
+            for &b in data {
+                crc ^= u32::from(b) << 16;
+                for _ in 0..8 {
+                    crc <<= 1;
+                    if crc & 0x0100_0000 != 0 {
+                        crc ^= 0x0186_4CFB;
+                    }
+                }
+            }
+            crc & 0x00FF_FFFF
+        }
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for len in [0, 1, 2, 3, 57, 1000, 4096] {
+            assert_eq!(crc24(&data[..len]), bitwise(&data[..len]), "{len}");
+        }
     }
 
     #[test]

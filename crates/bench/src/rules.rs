@@ -1,0 +1,211 @@
+//! `chatmail bench rules`: how many messages per second the encryption rules
+//! (`chatmail_e2ee::check_outgoing`, what `chatmail milter` runs at the end
+//! of DATA) decide on one core, for a 5 kB and a 1 MB encrypted message,
+//! against the limit measured in the same run on the same bytes: a plain
+//! table-driven base64 decode, which any check of an ASCII-armored payload
+//! has to do at least. A newline count (what a `memchr` scan costs) is
+//! printed too, as the memory-bandwidth floor.
+//!
+//! The inputs are real OpenPGP/MIME messages from the `testmail` generator
+//! (PKESKs for two v4 keys + SEIPDv1) whose SEIPD body is grown with
+//! pseudo-random bytes: the rules only walk packet headers, so a valid
+//! packet structure with a big SEIPD body is what a big real message looks
+//! like to them.
+
+use std::hint::black_box;
+use std::io;
+use std::time::{Duration, Instant};
+
+use chatmail_e2ee::testmail::{self, Crc};
+use chatmail_e2ee::{AcceptReason, Direction, Envelope, Passthrough, Verdict, armor, packets};
+
+const FROM: &str = "benchsend@bench.example";
+const TO: &str = "benchrcpt@bench.example";
+const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+const END: &[u8] = b"-----END PGP MESSAGE-----\r\n";
+
+/// Measures `check_outgoing` for `seconds` per row on messages of about
+/// 5 kB and 1 MB and prints the table.
+///
+/// # Errors
+/// When the generator fails or a grown message is not accepted (then the
+/// figures would measure a rejection path).
+pub fn run(seconds: f64) -> io::Result<()> {
+    let secs = Duration::from_secs_f64(seconds);
+    let template = testmail::generate(FROM, &[TO.to_owned()])
+        .map_err(io::Error::other)?
+        .into_iter()
+        .find(|m| m.name == "encrypted-v4-seipdv1")
+        .ok_or_else(|| io::Error::other("no encrypted-v4-seipdv1 case"))?;
+    println!(
+        "chatmail bench rules: check_outgoing on one core, {seconds:.1} s per row, \
+         template {} bytes",
+        template.raw.len()
+    );
+    println!(
+        "{:<26} {:>9} {:>11} {:>9} {:>9}",
+        "", "bytes", "checks/s", "MB/s", "ratio"
+    );
+    let recipients = [TO.to_owned()];
+    let env = Envelope {
+        direction: Direction::Outgoing,
+        sender: FROM,
+        recipients: &recipients,
+        auth_login: Some(FROM),
+    };
+    for target in [5_000, 1_000_000] {
+        let raw = grow(&template.raw, target)?;
+        let verdict = chatmail_e2ee::check_outgoing(&env, &raw, &Passthrough::NONE);
+        if verdict != Verdict::Accept(AcceptReason::Encrypted) {
+            return Err(io::Error::other(format!(
+                "grown message of {} bytes: {verdict:?}",
+                raw.len()
+            )));
+        }
+        let check = rate(secs, || {
+            black_box(chatmail_e2ee::check_outgoing(
+                &env,
+                black_box(&raw),
+                &Passthrough::NONE,
+            ));
+        });
+        let mut out = Vec::with_capacity(raw.len());
+        let decode = rate(secs, || {
+            base64_decode(black_box(&raw), &mut out);
+            black_box(&out);
+        });
+        let scan = rate(secs, || {
+            black_box(black_box(&raw).iter().filter(|&&b| b == b'\n').count());
+        });
+        let mb = |r: f64| r * raw.len() as f64 / 1e6;
+        let label = if target < 100_000 { "5 kB" } else { "1 MB" };
+        println!(
+            "{:<26} {:>9} {:>11.0} {:>9.1} {:>9}",
+            format!("newline scan {label}"),
+            raw.len(),
+            scan,
+            mb(scan),
+            ""
+        );
+        println!(
+            "{:<26} {:>9} {:>11.0} {:>9.1} {:>9}",
+            format!("base64 decode {label} (limit)"),
+            raw.len(),
+            decode,
+            mb(decode),
+            ""
+        );
+        println!(
+            "{:<26} {:>9} {:>11.0} {:>9.1} {:>9.2}",
+            format!("check_outgoing {label}"),
+            raw.len(),
+            check,
+            mb(check),
+            check / decode
+        );
+    }
+    println!(
+        "ratio = check_outgoing / base64 decode of the same bytes (1.00 = the rules cost no more than decoding the armor)"
+    );
+    Ok(())
+}
+
+/// Calls `f` repeatedly for `duration` (after a short warm-up); calls per second.
+fn rate(duration: Duration, mut f: impl FnMut()) -> f64 {
+    let warm = Instant::now();
+    while warm.elapsed() < duration / 10 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    // Check the clock every few calls only: a small message takes about a
+    // microsecond.
+    loop {
+        for _ in 0..16 {
+            f();
+        }
+        n += 16;
+        if start.elapsed() >= duration {
+            break;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `template` with the SEIPD packet in its armor replaced by one whose body
+/// is grown (or shrunk) so that the whole message is about `target` bytes.
+fn grow(template: &[u8], target: usize) -> io::Result<Vec<u8>> {
+    let bad = || io::Error::other("template has no armored payload");
+    let begin = find(template, BEGIN).ok_or_else(bad)?;
+    let end = find(&template[begin..], END).ok_or_else(bad)? + begin + END.len();
+    let data = armor::dearmor(&template[begin..end], false).map_err(io::Error::other)?;
+    let found = packets::split(&data).map_err(io::Error::other)?;
+    let (seipd, esks) = found.split_last().ok_or_else(bad)?;
+    if seipd.tag != packets::TAG_SEIPD {
+        return Err(bad());
+    }
+    let esk_bytes: Vec<u8> = esks
+        .iter()
+        .flat_map(|p| data[p.range.clone()].iter().copied())
+        .collect();
+    let build = |body_len: usize| {
+        let mut body = vec![1u8]; // SEIPD version 1
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        body.extend((0..body_len).map(|_| {
+            // xorshift64: incompressible, like ciphertext.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        let mut bin = esk_bytes.clone();
+        bin.extend(testmail::packet(packets::TAG_SEIPD, &body));
+        let mut out = template[..begin].to_vec();
+        out.extend_from_slice(testmail::armor(&bin, &[], Crc::Correct).as_bytes());
+        out.extend_from_slice(&template[end..]);
+        out
+    };
+    // Armor costs 4/3 for base64 and 66/64 for CRLF line ends; one
+    // correction step lands within a few bytes.
+    let mut body_len = target.saturating_sub(template.len() - (end - begin)) * 3 / 4 * 64 / 66;
+    body_len = body_len.saturating_sub(esk_bytes.len());
+    let first = build(body_len);
+    let diff = target as i64 - first.len() as i64;
+    body_len = (body_len as i64 + diff * 3 / 4 * 64 / 66).max(1) as usize;
+    Ok(build(body_len))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decodes every base64 alphabet character of `input` into `out`, skipping
+/// everything else (line ends, `=`): the least work an armor check does.
+fn base64_decode(input: &[u8], out: &mut Vec<u8>) {
+    const INVALID: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut i = 0;
+        while i < 64 {
+            t[alphabet[i] as usize] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    out.clear();
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in input {
+        let v = TABLE[usize::from(b)];
+        if v == INVALID {
+            continue;
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+}
