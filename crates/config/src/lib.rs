@@ -84,6 +84,11 @@ pub struct Config {
     /// Notification gateway URL. Default `https://notifications.delta.chat/notify`.
     /// (Not a chatmaild key.)
     pub push_notification_url: String,
+    /// File holding the TURN shared secret (coturn's `static-auth-secret`):
+    /// when set, chatmail-metadata hands out time-limited TURN credentials
+    /// itself instead of asking `turn_socket_path`. Default none. (Not a
+    /// chatmaild key.)
+    pub turn_secret_file: Option<PathBuf>,
     /// Local senders allowed to send cleartext (whitespace-separated). Default none.
     pub passthrough_senders: Vec<String>,
     /// Recipients (or `@domain`s) that may receive cleartext. Default none.
@@ -473,6 +478,10 @@ impl Config {
             c.enable_iroh_relay = false;
         }
         c.turn_socket_path = r.path("turn_socket_path", DEFAULT_TURN_SOCKET_PATH)?;
+        c.turn_secret_file = r
+            .text("turn_secret_file")
+            .map(|p| PathBuf::from(p.trim()))
+            .filter(|p| !p.as_os_str().is_empty());
         if let Some(entry) = r.params.take("push_notification_url") {
             let url = entry.value.trim();
             if !(url.starts_with("https://") || url.starts_with("http://"))
@@ -619,6 +628,7 @@ impl Config {
             enable_iroh_relay: true,
             turn_socket_path: DEFAULT_TURN_SOCKET_PATH.into(),
             push_notification_url: DEFAULT_PUSH_NOTIFICATION_URL.to_owned(),
+            turn_secret_file: None,
             passthrough_senders: Vec::new(),
             passthrough_recipients: Vec::new(),
             www_folder: String::new(),

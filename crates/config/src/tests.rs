@@ -416,6 +416,18 @@ fn iroh_relay_absent_empty_or_set() {
 }
 
 #[test]
+fn turn_secret_file_is_optional() {
+    let (c, w) = parse_ok(&with(""));
+    assert_eq!(c.turn_secret_file, None);
+    assert!(w.is_empty(), "{w:?}");
+    let (c, w) = parse_ok(&with("turn_secret_file = /etc/chatmail/turn-secret"));
+    assert_eq!(c.turn_secret_file, Some("/etc/chatmail/turn-secret".into()));
+    assert!(w.is_empty(), "a known key: {w:?}");
+    let (c, _) = parse_ok(&with("turn_secret_file ="));
+    assert_eq!(c.turn_secret_file, None);
+}
+
+#[test]
 fn sizes_and_overrides() {
     let (c, _) = parse_ok(&with(
         "max_mailbox_size = 256\nmin_available_memory = 4096\nmin_free_disk_space = 100K\n\

@@ -107,7 +107,7 @@ impl MetadataOptions {
             appversions_file: DEFAULT_APPVERSIONS_FILE.into(),
             max_smtp_recipients: MAX_SMTP_RECIPIENTS,
             turn: TurnOptions {
-                secret_file: None,
+                secret_file: config.turn_secret_file.clone(),
                 host: config.mail_domain.clone(),
                 port: turn::DEFAULT_TURN_PORT,
                 ttl: turn::DEFAULT_TURN_TTL,
