@@ -36,8 +36,8 @@ pub struct Options {
     pub exe: PathBuf,
 }
 
-/// Lookups made before reading the daemon's memory, as in the issue's
-/// "RSS after 100k lookups".
+/// Lookups made before reading the daemon's memory, so the figure is its
+/// steady state under load rather than its start-up size.
 const RSS_AFTER_LOOKUPS: usize = 100_000;
 const DOMAIN: &str = "bench.example";
 const PASSWORD: &str = "bench-password-1";
