@@ -391,22 +391,8 @@ impl Sandbox {
         if cert.exists() && key.exists() {
             return Ok(());
         }
-        let san = match domain.parse::<std::net::Ipv4Addr>() {
-            Ok(ip) => format!("subjectAltName=IP:{ip}"),
-            Err(_) => format!("subjectAltName=DNS:{domain},IP:127.0.0.1"),
-        };
         run_logged(
-            Command::new("/usr/bin/openssl")
-                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-                .arg("ec_paramgen_curve:prime256v1")
-                .args(["-nodes", "-days", "3650", "-subj"])
-                .arg(format!("/CN={domain}"))
-                .arg("-addext")
-                .arg(san)
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert),
+            &mut render::self_signed_cert_command(domain, Some("IP:127.0.0.1"), &key, &cert),
             &self.layout.log("openssl"),
         )?;
         set_mode(&key, 0o600)

@@ -47,6 +47,36 @@ pub fn relocate(text: &str, state: &Path, exe: &Path) -> String {
         .replace("/etc/ssl/private/chatmail.key", &format!("{s}/tls/key.pem"))
 }
 
+/// The `openssl` command that makes the relay's self-signed certificate
+/// (chatmaild's self-signed mode: P-256, ten years, the domain as CN and
+/// subject alternative name, plus `extra_san` such as `IP:127.0.0.1`).
+pub fn self_signed_cert_command(
+    domain: &str,
+    extra_san: Option<&str>,
+    key: &Path,
+    cert: &Path,
+) -> std::process::Command {
+    let mut san = match domain.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => format!("subjectAltName=IP:{ip}"),
+        Err(_) => format!("subjectAltName=DNS:{domain}"),
+    };
+    if let Some(extra) = extra_san.filter(|_| domain.parse::<std::net::Ipv4Addr>().is_err()) {
+        san = format!("{san},{extra}");
+    }
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .arg("ec_paramgen_curve:prime256v1")
+        .args(["-nodes", "-days", "3650", "-subj"])
+        .arg(format!("/CN={domain}"))
+        .arg("-addext")
+        .arg(san)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert);
+    cmd
+}
+
 /// Applies `overrides` to a `main.cf` text the way `postconf -e` does: a
 /// parameter that is set gets its value replaced in place (continuation
 /// lines included), the others are appended.

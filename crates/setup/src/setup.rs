@@ -469,25 +469,12 @@ fn self_signed_certificate(domain: &str, cert: &Path, key: &Path) -> Result<(), 
     for dir in [cert.parent(), key.parent()].into_iter().flatten() {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
     }
-    let san = match domain.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) => format!("subjectAltName=IP:{ip}"),
-        Err(_) => format!("subjectAltName=DNS:{domain}"),
-    };
     // openssl writes the key with the umask; make it private from the start
     // by writing into a private temp name, then renaming.
     let key_tmp = key.with_extension("key.chatmail-setup.tmp");
     let cert_tmp = cert.with_extension("pem.chatmail-setup.tmp");
-    let mut cmd = Command::new("openssl");
-    cmd.args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .arg("ec_paramgen_curve:prime256v1")
-        .args(["-nodes", "-days", "3650", "-subj"])
-        .arg(format!("/CN={domain}"))
-        .arg("-addext")
-        .arg(san)
-        .arg("-keyout")
-        .arg(&key_tmp)
-        .arg("-out")
-        .arg(&cert_tmp);
+    let mut cmd =
+        chatmail_sandbox::render::self_signed_cert_command(domain, None, &key_tmp, &cert_tmp);
     let result = run_command(&mut cmd, "openssl req -x509 ...");
     if let Err(e) = result {
         let _ = std::fs::remove_file(&key_tmp);
