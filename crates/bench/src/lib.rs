@@ -213,6 +213,25 @@ struct Run {
 }
 
 impl Run {
+    /// Waits for every connection's latencies (in µs) and sorts them; the
+    /// wall time runs from `start` to the last connection's end.
+    async fn collect(
+        mut tasks: tokio::task::JoinSet<io::Result<Vec<u32>>>,
+        start: Instant,
+    ) -> io::Result<Run> {
+        let mut latencies_us = Vec::new();
+        while let Some(res) = tasks.join_next().await {
+            latencies_us.extend(res.map_err(io::Error::other)??);
+        }
+        let wall = start.elapsed();
+        latencies_us.sort_unstable();
+        Ok(Run {
+            requests: latencies_us.len(),
+            wall,
+            latencies_us,
+        })
+    }
+
     fn rate(&self) -> f64 {
         self.requests as f64 / self.wall.as_secs_f64()
     }
@@ -256,17 +275,7 @@ async fn measure(
             Ok::<_, io::Error>(lat)
         });
     }
-    let mut latencies_us = Vec::new();
-    while let Some(res) = tasks.join_next().await {
-        latencies_us.extend(res.map_err(io::Error::other)??);
-    }
-    let wall = start.elapsed();
-    latencies_us.sort_unstable();
-    Ok(Run {
-        requests: latencies_us.len(),
-        wall,
-        latencies_us,
-    })
+    Run::collect(tasks, start).await
 }
 
 fn print_row(name: &str, conns: usize, r: &Run, ceiling: Option<&Run>) {

@@ -505,17 +505,7 @@ async fn measure_tx(
             Ok::<_, io::Error>(lat)
         });
     }
-    let mut latencies_us = Vec::new();
-    while let Some(res) = tasks.join_next().await {
-        latencies_us.extend(res.map_err(io::Error::other)??);
-    }
-    let wall = start.elapsed();
-    latencies_us.sort_unstable();
-    Ok(Run {
-        requests: latencies_us.len(),
-        wall,
-        latencies_us,
-    })
+    Run::collect(tasks, start).await
 }
 
 /// One dict connection, as Dovecot's dict client uses it.
