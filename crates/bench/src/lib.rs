@@ -63,14 +63,8 @@ pub async fn run(opts: Options) -> io::Result<()> {
     )?;
     let echo_sock = tmp.path().join("echo.socket");
     let auth_sock = tmp.path().join("auth.socket");
-    let mut echo = spawn(
-        &opts.exe,
-        &["bench-echo-server", "--listen"],
-        &echo_sock,
-        None,
-    )
-    .await?;
-    let mut auth = spawn(&opts.exe, &["auth", "--listen"], &auth_sock, Some(&ini)).await?;
+    let mut echo = spawn(&opts.exe, &["bench-echo-server"], &echo_sock, None, None).await?;
+    let mut auth = spawn(&opts.exe, &["auth"], &auth_sock, Some(&ini), None).await?;
     let auth_pid = auth.id().unwrap_or(0);
     let secs = Duration::from_secs_f64(opts.seconds);
 
@@ -184,9 +178,18 @@ fn passdb_key(localpart: &str) -> String {
     format!("Lshared/passdb/{PASSWORD}\"{localpart}@{DOMAIN}\t{localpart}@{DOMAIN}\n")
 }
 
-async fn spawn(exe: &Path, args: &[&str], sock: &Path, ini: Option<&Path>) -> io::Result<Child> {
+/// Starts `exe args --listen unix:SOCK [--config INI]` with its stderr in
+/// `log` (or inherited) and waits until it accepts connections.
+async fn spawn(
+    exe: &Path,
+    args: &[&str],
+    sock: &Path,
+    ini: Option<&Path>,
+    log: Option<&Path>,
+) -> io::Result<Child> {
     let mut cmd = Command::new(exe);
     cmd.args(args)
+        .arg("--listen")
         .arg(format!("unix:{}", sock.display()))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -194,6 +197,9 @@ async fn spawn(exe: &Path, args: &[&str], sock: &Path, ini: Option<&Path>) -> io
         .kill_on_drop(true);
     if let Some(ini) = ini {
         cmd.arg("--config").arg(ini);
+    }
+    if let Some(log) = log {
+        cmd.stderr(std::fs::File::create(log)?);
     }
     let child = cmd.spawn()?;
     let deadline = Instant::now() + Duration::from_secs(10);

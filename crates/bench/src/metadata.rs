@@ -23,7 +23,6 @@
 use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -36,10 +35,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::process::{Child, Command};
+
 use tokio::sync::{mpsc, watch};
 
-use crate::{Run, cpu_seconds, memory_kib, print_row};
+use crate::{Run, cpu_seconds, memory_kib, print_row, spawn};
 
 const DOMAIN: &str = "bench.example";
 /// The mailbox GUID Dovecot puts in METADATA keys; the daemon ignores it.
@@ -547,40 +546,6 @@ impl Dict {
         }
         Ok(())
     }
-}
-
-/// Like `crate::spawn`, with the daemon's stderr in `log` (the closed-port
-/// run logs every failed POST).
-async fn spawn(
-    exe: &Path,
-    args: &[&str],
-    sock: &Path,
-    ini: Option<&Path>,
-    log: Option<&Path>,
-) -> io::Result<Child> {
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(ini) = ini {
-        cmd.arg("--config").arg(ini);
-    }
-    if let Some(log) = log {
-        cmd.stderr(std::fs::File::create(log)?);
-    }
-    let child = cmd.spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(sock).await.is_err() {
-        if Instant::now() > deadline {
-            return Err(io::Error::other(format!("{} did not start", args[0])));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(child)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
