@@ -7,10 +7,14 @@
 -- token of the user. The value carries nothing: the event itself is the
 -- message, and no mail content ever leaves for the notification gateway.
 --
--- Mail the user sent to themselves (their other devices get it over IMAP
--- IDLE anyway) triggers nothing, as in chatmaild.
+-- Mail the user sent to themselves is not pushed (their other devices are
+-- online, they just sent it), as in chatmaild; it sets /private/nudge
+-- instead. Both keys make chatmail-metadata nudge the inbox shortly after
+-- the delivery, which wakes an IDLE connection that Dovecot hibernated
+-- just when the message came in (see docs/latency.md): the other devices
+-- of a self-sending user need that wake-up too.
 --
--- Several messages delivered to one user in one transaction set the
+-- Several messages delivered to one user in one transaction set each
 -- attribute once: the phone fetches everything new in one go.
 
 local function lower(s)
@@ -21,30 +25,33 @@ local function lower(s)
 end
 
 function dovecot_lua_notify_begin_txn(user)
-  return { user = user, notified = {} }
+  return { user = user, set = {} }
 end
 
 function dovecot_lua_notify_event_message_new(ctx, event)
   local user = ctx.user
+  local attribute = "/private/messagenew"
   if lower(event.from_address) == lower(user.username) then
-    return
+    attribute = "/private/nudge"
   end
   local name = event.mailbox
-  if ctx.notified[name] then
+  local done = ctx.set[name] or {}
+  ctx.set[name] = done
+  if done[attribute] then
     return
   end
-  ctx.notified[name] = true
+  done[attribute] = true
 
   local mbox = user:mailbox(name)
   local ok, err = pcall(function()
     -- Syncing opens the mailbox, which the attribute transaction needs.
     mbox:sync()
-    mbox:metadata_set("/private/messagenew", "")
+    mbox:metadata_set(attribute, "")
   end)
   mbox:free()
   if not ok then
-    -- The mail is stored either way; only its push notification is lost.
-    dovecot.i_error("chatmail-push: setting messagenew for " .. user.username
+    -- The mail is stored either way; only its notification is lost.
+    dovecot.i_error("chatmail-push: setting " .. attribute .. " for " .. user.username
       .. " failed: " .. tostring(err))
   end
 end

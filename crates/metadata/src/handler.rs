@@ -5,7 +5,8 @@
 //! | set `priv/<guid>/devicetoken` = token | register it (see [`crate::tokens`]); `F` for an empty or oversized token |
 //! | unset `priv/<guid>/devicetoken` | forget all of the user's tokens |
 //! | lookup `priv/<guid>/devicetoken` | the live tokens, space-separated; `N` when none |
-//! | set `priv/<guid>/messagenew` | queue one notification per live token |
+//! | set `priv/<guid>/messagenew` | queue one notification per live token; nudge the inbox |
+//! | set `priv/<guid>/nudge` | nudge the inbox (see [`crate::nudge`]) |
 //! | lookup `shared/<guid>/vendor/vendor.dovecot/pvt/server/vendor/deltachat/<name>` | `irohrelay`, `maxsmtprecipients`, `appversions`, `turn`, `unixtimestamp` |
 //! | iterate anything | no rows (nothing is listable) |
 //! | set of any other key, atomic increment | `F`: we store nothing we do not understand |
@@ -26,6 +27,7 @@ use dovecot_dict::{CommitResult, Handler, LookupResult, Op, Transaction};
 use crate::clock::Clock;
 use crate::keys::{self, Key};
 use crate::notifier::Notifier;
+use crate::nudge::Nudger;
 use crate::tokens::{TokenError, TokenStore};
 use crate::turn::{self, TurnOptions};
 
@@ -49,21 +51,25 @@ pub struct ServerInfo {
 pub struct MetadataHandler {
     tokens: Arc<TokenStore>,
     notifier: Notifier,
+    nudger: Option<Nudger>,
     info: ServerInfo,
     clock: Arc<dyn Clock>,
 }
 
 impl MetadataHandler {
-    /// A handler storing tokens in `tokens` and queuing pushes on `notifier`.
+    /// A handler storing tokens in `tokens`, queuing pushes on `notifier`
+    /// and nudging inboxes after deliveries with `nudger` (none: never).
     pub fn new(
         tokens: Arc<TokenStore>,
         notifier: Notifier,
+        nudger: Option<Nudger>,
         info: ServerInfo,
         clock: Arc<dyn Clock>,
     ) -> MetadataHandler {
         MetadataHandler {
             tokens,
             notifier,
+            nudger,
             info,
             clock,
         }
@@ -110,6 +116,16 @@ impl MetadataHandler {
         }
     }
 
+    fn nudge(&self, user: &str) -> Result<(), String> {
+        let Some(nudger) = &self.nudger else {
+            return Ok(());
+        };
+        nudger.schedule(user).map_err(|e| {
+            tracing::warn!(addr = user, "not nudging an invalid user: {e}");
+            e.to_string()
+        })
+    }
+
     async fn apply(&self, user: Option<&str>, op: &Op) -> Result<(), String> {
         let need_user = || user.ok_or_else(|| "transaction without a user".to_owned());
         let now = self.clock.now();
@@ -126,6 +142,7 @@ impl MetadataHandler {
                 }
                 Key::MessageNew => {
                     let user = need_user()?;
+                    self.nudge(user)?;
                     let live = self.tokens.live(user, now).await.map_err(|e| {
                         log_token_error(user, "reading push tokens", &e);
                         e.to_string()
@@ -140,6 +157,7 @@ impl MetadataHandler {
                     tracing::debug!(addr = user, added, "push notifications queued");
                     Ok(())
                 }
+                Key::Nudge => self.nudge(need_user()?),
                 Key::ServerInfo(_) | Key::Other => {
                     tracing::info!(key = key_log_prefix(key), "set of an unknown key refused");
                     Err("unknown key".into())
@@ -196,7 +214,7 @@ impl Handler for MetadataHandler {
                 }
             }
             Key::ServerInfo(name) => self.server_info(name).await,
-            Key::MessageNew | Key::Other => LookupResult::NotFound,
+            Key::MessageNew | Key::Nudge | Key::Other => LookupResult::NotFound,
         }
     }
 

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `SETMETADATA INBOX (/private/devicetoken x)` (what Delta Chat sends) | `priv/<inbox-guid>/devicetoken` |
 //! | Lua `mailbox:metadata_set("/private/messagenew", "")` on INBOX | `priv/<inbox-guid>/messagenew` |
+//! | Lua `mailbox:metadata_set("/private/nudge", "")` on INBOX | `priv/<inbox-guid>/nudge` |
 //! | `GETMETADATA "" /shared/vendor/deltachat/irohrelay` | `shared/<inbox-guid>/vendor/vendor.dovecot/pvt/server/vendor/deltachat/irohrelay` |
 //! | `SETMETADATA "" (/private/devicetoken x)` | `priv/<inbox-guid>/vendor/vendor.dovecot/pvt/server/devicetoken` (not understood, as in chatmaild) |
 //!
@@ -21,6 +22,9 @@
 pub const DEVICETOKEN: &str = "devicetoken";
 /// Set by the shipped Lua push script when mail arrives.
 pub const MESSAGENEW: &str = "messagenew";
+/// Set by the shipped Lua push script when mail a user sent to themselves
+/// arrives: no push, but the post-delivery nudge (see [`crate::nudge`]).
+pub const NUDGE: &str = "nudge";
 /// Where server-level `/shared/vendor/deltachat/<name>` lands.
 pub const SERVER_VENDOR_PREFIX: &str = "vendor/vendor.dovecot/pvt/server/vendor/deltachat/";
 
@@ -31,6 +35,8 @@ pub enum Key<'a> {
     DeviceToken,
     /// `priv/<guid>/messagenew`: new mail for the user.
     MessageNew,
+    /// `priv/<guid>/nudge`: new mail the user sent to themselves.
+    Nudge,
     /// `shared/<guid>/vendor/vendor.dovecot/pvt/server/vendor/deltachat/<name>`.
     ServerInfo(&'a str),
     /// Anything else.
@@ -44,6 +50,7 @@ pub fn classify(key: &str) -> Key<'_> {
         return match rest.split_once('/') {
             Some((guid, DEVICETOKEN)) if !guid.is_empty() => Key::DeviceToken,
             Some((guid, MESSAGENEW)) if !guid.is_empty() => Key::MessageNew,
+            Some((guid, NUDGE)) if !guid.is_empty() => Key::Nudge,
             _ => Key::Other,
         };
     }
@@ -74,6 +81,7 @@ mod tests {
             classify(&format!("priv/{guid}/messagenew")),
             Key::MessageNew
         );
+        assert_eq!(classify(&format!("priv/{guid}/nudge")), Key::Nudge);
         assert_eq!(
             classify(&format!("shared/{guid}/{SERVER_VENDOR_PREFIX}irohrelay")),
             Key::ServerInfo("irohrelay")
@@ -83,6 +91,8 @@ mod tests {
             format!("priv/{guid}/devicetoken/x"),
             format!("priv/{guid}/vendor/vendor.dovecot/pvt/server/devicetoken"),
             format!("shared/{guid}/devicetoken"),
+            format!("shared/{guid}/nudge"),
+            "priv//nudge".to_owned(),
             format!("shared/{guid}/{SERVER_VENDOR_PREFIX}"),
             format!("shared/{guid}/{SERVER_VENDOR_PREFIX}a/b"),
             format!("shared/{guid}/vendor/deltachat/irohrelay"),

@@ -7,6 +7,8 @@
 //! - [`tokens`]: the tokens in each user's `metadata.json`;
 //! - [`queue`] and [`notifier`]: the durable push queue in SQLite and its
 //!   delivery over one HTTP/2 connection to the notification gateway;
+//! - [`nudge`]: the post-delivery inbox nudge that keeps IMAP hibernation
+//!   from losing wake-ups;
 //! - [`legacy`]: one-time import of chatmaild's queue files;
 //! - [`turn`] and [`hmac`]: TURN credentials for calls;
 //! - [`clock`]: time, injectable for tests.
@@ -21,6 +23,7 @@ pub mod hmac;
 pub mod keys;
 pub mod legacy;
 pub mod notifier;
+pub mod nudge;
 pub mod queue;
 pub mod tokens;
 pub mod turn;
@@ -80,6 +83,9 @@ pub struct MetadataOptions {
     pub request_timeout: Duration,
     /// POSTs in flight at once.
     pub max_in_flight: usize,
+    /// How long after each delivery to nudge the recipient's inbox (see
+    /// [`nudge`]); `None` disables the nudge.
+    pub nudge_delay: Option<Duration>,
     /// Time source; [`SystemClock`] outside tests.
     pub clock: Arc<dyn Clock>,
 }
@@ -95,6 +101,7 @@ impl std::fmt::Debug for MetadataOptions {
             .field("push_url", &self.push_url)
             .field("request_timeout", &self.request_timeout)
             .field("max_in_flight", &self.max_in_flight)
+            .field("nudge_delay", &self.nudge_delay)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +124,7 @@ impl MetadataOptions {
             push_url: config.push_notification_url.clone(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            nudge_delay: Some(nudge::DEFAULT_NUDGE_DELAY),
             clock: Arc::new(SystemClock),
         }
     }
@@ -152,6 +160,9 @@ pub async fn run(
     let store = Store::from_config(&config);
     let clock = Arc::clone(&options.clock);
     let queue = open_queue(options.queue_db.clone(), store.clone(), clock.now()).await?;
+    let nudger = options
+        .nudge_delay
+        .map(|delay| nudge::Nudger::new(store.clone(), delay));
     let tokens = Arc::new(TokenStore::new(store, options.token_limits));
     let (notifier, delivery) = notifier::Delivery::start(
         queue,
@@ -166,6 +177,7 @@ pub async fn run(
     let handler = Arc::new(MetadataHandler::new(
         tokens,
         notifier,
+        nudger,
         ServerInfo {
             iroh_relay: config.iroh_relay.clone(),
             max_smtp_recipients: options.max_smtp_recipients,

@@ -481,6 +481,8 @@ impl Sandbox {
              ssl_key = <{st}/tls/key.pem\n\
              default_internal_user = dovecot\n\
              default_login_user = dovenull\n\
+             # One debug line per IMAP hibernation and wake-up (docs/latency.md).\n\
+             log_debug = event=imap_client_hibernated OR event=imap_client_unhibernated\n\
              service imap-login {{\n  \
                inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  \
                inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n    ssl = yes\n  }}\n\

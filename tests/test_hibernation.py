@@ -1,0 +1,133 @@
+"""IMAP hibernation as shipped (dovecot/chatmail.conf): an IDLE connection
+moves into imap-hibernate and is woken by new mail; and every delivery,
+including mail a user sent to themselves, makes chatmail-metadata nudge the
+inbox, which is what keeps hibernation from losing wake-ups (docs/latency.md).
+"""
+
+import ctypes
+import os
+import select
+import struct
+import time
+from pathlib import Path
+
+from conftest import encrypted_message
+
+PASSWORD = "s3cret-password"
+NUDGE_FILE = ".chatmail-nudge"
+IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x80, 0x100, 0x200
+
+
+class Inotify:
+    """inotify(7) on one directory, through libc (no extra package)."""
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0, os.strerror(ctypes.get_errno())
+        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MOVED_TO | IN_CREATE | IN_DELETE)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+        self.seen = []
+
+    def wait_for(self, events, timeout=15):
+        """Reads until `events` ((kind, name) pairs) were seen in this order
+        among everything seen; returns all seen so far."""
+        deadline = time.time() + timeout
+        while not _contains_in_order(self.seen, events):
+            left = deadline - time.time()
+            assert left > 0, f"wanted {events}, saw {self.seen}"
+            if not select.select([self.fd], [], [], left)[0]:
+                continue
+            buf = os.read(self.fd, 65536)
+            while buf:
+                _wd, mask, _cookie, size = struct.unpack_from("iIII", buf)
+                name = buf[16 : 16 + size].rstrip(b"\0").decode()
+                # Maildir delivery writes into tmp/ and renames into new/.
+                kind = "create" if mask & (IN_CREATE | IN_MOVED_TO) else "delete"
+                self.seen.append((kind, name))
+                buf = buf[16 + size :]
+        return self.seen
+
+    def close(self):
+        os.close(self.fd)
+
+
+def _contains_in_order(seen, wanted):
+    it = iter(seen)
+    return all(any(s == w for s in it) for w in wanted)
+
+
+NUDGE = [("create", NUDGE_FILE), ("delete", NUDGE_FILE)]
+
+
+def test_every_delivery_nudges_the_inbox(relay):
+    addr, other = relay.fresh_addr(), relay.fresh_addr()
+    relay.imap_login(other, PASSWORD).logout()
+    conn = relay.imap_login(addr, PASSWORD)
+    conn.select("INBOX")  # Dovecot creates the Maildir
+    conn.logout()
+    new_dir = relay.mailboxes_dir / addr / "new"
+    watch = Inotify(new_dir)
+    try:
+        # Mail from someone else: delivered (a file appears), then nudged.
+        with relay.submission() as smtp:
+            smtp.login(other, PASSWORD)
+            smtp.sendmail(other, [addr], encrypted_message(other, addr))
+        seen = watch.wait_for(NUDGE)
+        mail = [i for i, (k, n) in enumerate(seen) if k == "create" and not n.startswith(".")]
+        assert len(mail) == 1 and mail[0] < seen.index(("create", NUDGE_FILE)), seen
+        # Mail to oneself (another device of the same account): nudged too.
+        watch.seen.clear()
+        with relay.submission() as smtp:
+            smtp.login(addr, PASSWORD)
+            smtp.sendmail(addr, [addr], encrypted_message(addr, addr))
+        watch.wait_for(NUDGE)
+    finally:
+        watch.close()
+    # The nudge file never stays, and clients never see it.
+    assert not (new_dir / NUDGE_FILE).exists()
+    assert len(relay.wait_for_messages(addr, PASSWORD, count=2)) == 2
+
+
+def dovecot_log(relay):
+    return (Path(relay.info["log_dir"]) / "dovecot.log").read_text(errors="replace")
+
+
+def wait_for_log(relay, addr, needle, start, timeout=15):
+    """Waits for a dovecot.log line (after offset `start`) about `addr`
+    that contains `needle`."""
+    deadline = time.time() + timeout
+    while not any(
+        f"({addr})" in line and needle in line
+        for line in dovecot_log(relay)[start:].splitlines()
+    ):
+        assert time.time() < deadline, f"no {needle!r} for {addr} in dovecot.log"
+        time.sleep(0.1)
+
+
+def test_idle_connection_hibernates_and_wakes_on_mail(relay):
+    addr = relay.fresh_addr()
+    conn = relay.imap_login(addr, PASSWORD)
+    conn.select("INBOX")
+    log_start = len(dovecot_log(relay))
+    conn.send(b"i1 IDLE\r\n")
+    assert conn.readline().startswith(b"+ "), "IDLE refused"
+    # Hibernation is logged by the imap process (one debug line, see the
+    # sandbox's log_debug), with the user in the log prefix.
+    wait_for_log(relay, addr, "Successfully hibernated", log_start)
+
+    with relay.port25() as smtp:
+        sender = "someone@example.net"
+        smtp.sendmail(sender, [addr], encrypted_message(sender, addr))
+    conn.sock.settimeout(15)
+    line = conn.readline()
+    assert line == b"* 1 EXISTS\r\n", line
+    wait_for_log(relay, addr, "Unhibernated because mailbox changes", log_start)
+    # The woken connection is a working IMAP session again.
+    conn.send(b"DONE\r\n")
+    while not (line := conn.readline()).startswith(b"i1 "):
+        assert line.startswith(b"* "), line
+    assert line.startswith(b"i1 OK"), line
+    typ, data = conn.search(None, "ALL")
+    assert data[0].split() == [b"1"]
+    conn.logout()
