@@ -127,9 +127,10 @@ class Relay:
             time.sleep(0.2)
 
 
-def start_sandbox(params=""):
+def start_sandbox(params="", dovecot_local=""):
     """Starts `chatmail sandbox` in a fresh state directory whose
-    chatmail.ini gets the extra `params` lines; returns (process, Relay)."""
+    chatmail.ini gets the extra `params` lines (and the sandbox's Dovecot
+    the settings `dovecot_local`, which win); returns (process, Relay)."""
     assert CHATMAIL_BIN.exists(), f"{CHATMAIL_BIN} not built (cargo build)"
     # Not pytest's tmp_path: its 0700 parents would lock out the vmail user.
     top = Path(tempfile.mkdtemp(prefix="chatmail-sandbox-", dir="/tmp"))
@@ -145,6 +146,9 @@ def start_sandbox(params=""):
         f"nocreate_file = {state}/chatmail-nocreate\n"
         f"max_load_1m = 1000\n{params}"
     )
+    if dovecot_local:
+        (state / "dovecot").mkdir()
+        (state / "dovecot/local.conf").write_text(dovecot_local)
     out = open(top / "sandbox.out", "w")
     proc = subprocess.Popen(
         [str(CHATMAIL_BIN), "sandbox", "--state-dir", str(state)],
