@@ -102,21 +102,47 @@ pub fn check_request(
 /// # Errors
 /// The first limit the machine is past.
 pub fn check_resources(config: &Config, res: &Resources) -> Result<(), Refusal> {
-    if res.load_1m > config.max_load_1m {
+    check_load(config, res.load_1m)?;
+    check_memory(config, res.available_memory)?;
+    check_disk(config, res.free_disk)
+}
+
+/// The load rule alone: `load_1m` may reach `max_load_1m`, not exceed it.
+///
+/// # Errors
+/// [`Refusal::Load`] when the load is above the limit.
+pub fn check_load(config: &Config, load_1m: f64) -> Result<(), Refusal> {
+    if load_1m > config.max_load_1m {
         return Err(Refusal::Load {
-            load: res.load_1m,
+            load: load_1m,
             max: config.max_load_1m,
         });
     }
-    if res.available_memory < config.min_available_memory.bytes {
+    Ok(())
+}
+
+/// The memory rule alone (`chatmail doctor` reports it on its own line).
+///
+/// # Errors
+/// [`Refusal::Memory`] when less than `min_available_memory` is available.
+pub fn check_memory(config: &Config, available: u64) -> Result<(), Refusal> {
+    if available < config.min_available_memory.bytes {
         return Err(Refusal::Memory {
-            available: res.available_memory,
+            available,
             min: config.min_available_memory.bytes,
         });
     }
-    if res.free_disk < config.min_free_disk_space.bytes {
+    Ok(())
+}
+
+/// The disk rule alone (`chatmail doctor` reports it on its own line).
+///
+/// # Errors
+/// [`Refusal::Disk`] when less than `min_free_disk_space` is free.
+pub fn check_disk(config: &Config, free: u64) -> Result<(), Refusal> {
+    if free < config.min_free_disk_space.bytes {
         return Err(Refusal::Disk {
-            free: res.free_disk,
+            free,
             min: config.min_free_disk_space.bytes,
         });
     }

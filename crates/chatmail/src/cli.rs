@@ -141,6 +141,24 @@ pub struct DoctorArgs {
     /// Where the Postfix and Dovecot configuration lives (default /etc).
     #[arg(long)]
     pub etc: Option<PathBuf>,
+    /// The directory with Postfix's main.cf, for an instance not in
+    /// ETC/postfix (`postfix -c DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub postfix_config_dir: Option<PathBuf>,
+    /// Check Dovecot's whole configuration as `doveconf -c FILE -n` reads
+    /// it, instead of the ETC/dovecot/conf.d/90-chatmail.conf that setup
+    /// installs.
+    #[arg(long, value_name = "FILE")]
+    pub dovecot_config: Option<PathBuf>,
+    /// A daemon that listens elsewhere than the shipped units say, e.g.
+    /// `milter=/run/x/milter.socket`; Postfix and Dovecot must then name
+    /// that path too. Repeatable.
+    #[arg(
+        long = "socket",
+        value_name = "DAEMON=PATH",
+        value_parser = chatmail_setup::doctor::parse_socket_arg
+    )]
+    pub sockets: Vec<(&'static str, PathBuf)>,
 }
 
 #[derive(Debug, Args)]

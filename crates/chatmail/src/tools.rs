@@ -79,8 +79,13 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
 }
 
 pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
-    let report =
-        chatmail_setup::doctor(&chatmail_setup::DoctorOptions::new(args.config, args.etc)).await;
+    let mut options = chatmail_setup::DoctorOptions::new(args.config, args.etc);
+    options.postfix_config_dir = args.postfix_config_dir;
+    options.dovecot_config = args.dovecot_config;
+    for (daemon, path) in args.sockets {
+        options.set_socket(daemon, path);
+    }
+    let report = chatmail_setup::doctor(&options).await;
     print!("{report}");
     anyhow::ensure!(report.exit_code() == 0, "some checks failed");
     Ok(())

@@ -5,13 +5,16 @@
 //! harmless question in their own protocol (a dict lookup of a key that
 //! cannot exist, a policy query for a foreign recipient, a milter option
 //! negotiation), so a daemon that accepts connections but cannot answer is
-//! caught too.
+//! caught too. Each daemon gets a few seconds to answer, so a hung daemon is
+//! a FAIL line, not a hung doctor.
 
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chatmail_auth::probe::{ResourceProbe, SystemProbe};
+use chatmail_auth::rules::{self, Resources};
 use chatmail_config::Config;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -28,12 +31,41 @@ pub const SOCKETS: &[(&str, &str)] = &[
     ("milter", "/var/spool/postfix/chatmail/milter.socket"),
 ];
 
-fn socket_of(daemon: &str) -> &'static Path {
-    let (_, p) = SOCKETS
+/// Why a `--socket DAEMON=PATH` argument was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketArgError {
+    #[error("expected DAEMON=PATH, got {0:?}")]
+    Syntax(String),
+    #[error("unknown daemon {0:?} (one of {known})", known = daemon_names())]
+    UnknownDaemon(String),
+}
+
+fn daemon_names() -> String {
+    SOCKETS
+        .iter()
+        .map(|(d, _)| *d)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses `--socket DAEMON=PATH`; PATH may carry the `unix:` prefix the
+/// daemons' `--listen` takes.
+///
+/// # Errors
+/// When the argument has no `=`, an empty path, or an unknown daemon.
+pub fn parse_socket_arg(arg: &str) -> Result<(&'static str, PathBuf), SocketArgError> {
+    let (daemon, path) = arg
+        .split_once('=')
+        .ok_or_else(|| SocketArgError::Syntax(arg.to_owned()))?;
+    let path = path.strip_prefix("unix:").unwrap_or(path);
+    if path.is_empty() {
+        return Err(SocketArgError::Syntax(arg.to_owned()));
+    }
+    let (daemon, _) = SOCKETS
         .iter()
         .find(|(d, _)| *d == daemon)
-        .expect("known daemon");
-    Path::new(p)
+        .ok_or_else(|| SocketArgError::UnknownDaemon(daemon.to_owned()))?;
+    Ok((daemon, PathBuf::from(path)))
 }
 
 /// What to check.
@@ -44,11 +76,26 @@ pub struct DoctorOptions {
     /// Where `/etc` and `/` are (see [`Roots`]): tests and `--etc` point
     /// them at copies.
     pub roots: Roots,
+    /// The directory holding Postfix's `main.cf` on this machine; `None`
+    /// is `/etc/postfix` under [`Roots`]. A private instance (`postfix -c
+    /// DIR`, such as the sandbox's) keeps it elsewhere.
+    pub postfix_config_dir: Option<PathBuf>,
+    /// Dovecot's main configuration file on this machine, checked as
+    /// `doveconf -c FILE -n` reads it (every include resolved). `None`
+    /// reads the file `setup` installs, `conf.d/90-chatmail.conf` under
+    /// [`Roots`], directly: that also works on a copy of `/etc` whose
+    /// includes name the real `/etc`.
+    pub dovecot_config: Option<PathBuf>,
+    /// Where each daemon listens, as Postfix and Dovecot must name it
+    /// (mapped through [`Roots`] to probe it); [`SOCKETS`] unless moved.
+    pub sockets: Vec<(&'static str, PathBuf)>,
     /// The user that must own the mailboxes.
     pub vmail_user: String,
     /// A certificate expiring within this many days fails.
     pub cert_margin_days: u32,
-    /// How long a daemon may take to answer.
+    /// How long a daemon may take to answer. Short: a daemon that needs
+    /// seconds for a lookup of nothing is as good as down for Postfix and
+    /// Dovecot, and a stopped one must not hang the doctor.
     pub timeout: Duration,
 }
 
@@ -63,9 +110,41 @@ impl DoctorOptions {
         DoctorOptions {
             config: config.unwrap_or_else(|| roots.etc.join("chatmail/chatmail.ini")),
             roots,
-            vmail_user: "vmail".into(),
+            postfix_config_dir: None,
+            dovecot_config: None,
+            sockets: SOCKETS
+                .iter()
+                .map(|(d, p)| (*d, PathBuf::from(p)))
+                .collect(),
+            vmail_user: chatmail_auth::VMAIL.into(),
             cert_margin_days: 14,
-            timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// Points the check of `daemon` at `path` (`--socket DAEMON=PATH`).
+    pub fn set_socket(&mut self, daemon: &'static str, path: PathBuf) {
+        match self.sockets.iter_mut().find(|(d, _)| *d == daemon) {
+            Some(entry) => entry.1 = path,
+            None => self.sockets.push((daemon, path)),
+        }
+    }
+
+    /// Where `daemon` listens, as the configs name it (the shipped path
+    /// when [`DoctorOptions::sockets`] lost it).
+    fn socket(&self, daemon: &str) -> PathBuf {
+        let moved = self.sockets.iter().find(|(d, _)| *d == daemon);
+        let shipped = || SOCKETS.iter().find(|(d, _)| *d == daemon);
+        moved
+            .map(|(_, p)| p.clone())
+            .or_else(|| shipped().map(|(_, p)| PathBuf::from(p)))
+            .unwrap_or_default()
+    }
+
+    fn main_cf(&self) -> PathBuf {
+        match &self.postfix_config_dir {
+            Some(dir) => dir.join("main.cf"),
+            None => self.roots.host(Path::new("/etc/postfix/main.cf")),
         }
     }
 }
@@ -185,11 +264,26 @@ pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
         }
     };
 
-    for (daemon, path) in SOCKETS {
-        let host = opts.roots.host(Path::new(path));
-        let result = tokio::time::timeout(opts.timeout, probe(daemon, &host)).await;
-        let result = result
-            .unwrap_or_else(|_| Err(format!("no answer within {} s", opts.timeout.as_secs_f32())));
+    // All at once: a stopped daemon costs one timeout, not one each.
+    let probes: Vec<_> = opts
+        .sockets
+        .iter()
+        .map(|(daemon, path)| {
+            let (daemon, host, timeout) = (*daemon, opts.roots.host(path), opts.timeout);
+            let task = tokio::spawn(async move {
+                tokio::time::timeout(timeout, probe(daemon, &host))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!("no answer within {} s", timeout.as_secs_f32()))
+                    })
+            });
+            (daemon, opts.roots.host(path), task)
+        })
+        .collect();
+    for (daemon, host, task) in probes {
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(format!("the check itself failed: {e}")));
         let name = format!("socket {daemon}");
         checks.push(match result {
             Ok(answer) => Check::ok(name, format!("{} answers ({answer})", host.display())),
@@ -204,11 +298,11 @@ pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
         });
     }
 
-    checks.extend(postfix_wiring(&opts.roots));
-    let (dovecot_checks, dovecot_cert) = dovecot_wiring(&opts.roots);
+    checks.extend(postfix_wiring(opts));
+    let (dovecot_checks, dovecot_cert) = dovecot_wiring(opts).await;
     checks.extend(dovecot_checks);
 
-    let main_cf = std::fs::read_to_string(opts.roots.host(Path::new("/etc/postfix/main.cf")));
+    let main_cf = std::fs::read_to_string(opts.main_cf());
     let mut certs = vec![
         main_cf
             .ok()
@@ -224,6 +318,11 @@ pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
 
     if let Some(config) = &config {
         checks.push(check_mailboxes(opts, &config.mailboxes_dir));
+        let dir = opts.roots.host(&config.mailboxes_dir);
+        let measured = SystemProbe::default()
+            .probe(&dir)
+            .map_err(|e| e.to_string());
+        checks.extend(resource_checks(config, &opts.config, &dir, &measured));
         let nocreate = opts.roots.host(&config.nocreate_file);
         checks.push(Check {
             status: Status::Info,
@@ -268,12 +367,19 @@ enum ProbeError {
     Unexpected(String),
 }
 
-async fn read_line(stream: &mut BufReader<UnixStream>) -> Result<String, ProbeError> {
+/// Sends a line-protocol `query` and returns the first answer line.
+async fn ask(stream: UnixStream, query: &[u8]) -> Result<String, ProbeError> {
+    let mut stream = BufReader::new(stream);
+    // A daemon that answers before reading (a greeting, an error) and hangs
+    // up makes the write fail; its answer still says more than EPIPE.
+    let sent = stream.get_mut().write_all(query).await;
     let mut line = String::new();
-    if stream.read_line(&mut line).await? == 0 {
-        return Err(ProbeError::Closed);
+    match (stream.read_line(&mut line).await, sent) {
+        (Ok(n), _) if n > 0 => Ok(line.trim_end().to_owned()),
+        (_, Err(e)) => Err(ProbeError::Io(e)),
+        (Ok(_), Ok(())) => Err(ProbeError::Closed),
+        (Err(e), Ok(())) => Err(ProbeError::Io(e)),
     }
-    Ok(line.trim_end().to_owned())
 }
 
 /// Dovecot dict protocol 3.2: HELLO, then a lookup of a key no daemon can
@@ -285,12 +391,7 @@ async fn probe_dict(daemon: &str, stream: UnixStream) -> Result<String, ProbeErr
         "auth" => "shared/userdb/chatmail-doctor@example.invalid",
         _ => "shared/chatmail-doctor/probe",
     };
-    let mut stream = BufReader::new(stream);
-    stream
-        .get_mut()
-        .write_all(format!("H3\t2\t0\t\t{daemon}\nL{key}\n").as_bytes())
-        .await?;
-    let line = read_line(&mut stream).await?;
+    let line = ask(stream, format!("H3\t2\t0\t\t{daemon}\nL{key}\n").as_bytes()).await?;
     match line.as_bytes().first() {
         Some(b'N') => Ok("lookup: not found".into()),
         Some(b'F') => Ok("lookup: refused".into()),
@@ -302,17 +403,14 @@ async fn probe_dict(daemon: &str, stream: UnixStream) -> Result<String, ProbeErr
 /// A policy query for a recipient in a reserved foreign domain at RCPT:
 /// it counts against no rate limit and creates nothing.
 async fn probe_policy(stream: UnixStream) -> Result<String, ProbeError> {
-    let mut stream = BufReader::new(stream);
-    stream
-        .get_mut()
-        .write_all(
-            b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
-              client_address=127.0.0.1\nclient_name=localhost\nhelo_name=localhost\n\
-              sender=\nrecipient=chatmail-doctor@example.invalid\n\
-              instance=chatmail-doctor\n\n",
-        )
-        .await?;
-    let line = read_line(&mut stream).await?;
+    let line = ask(
+        stream,
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+          client_address=127.0.0.1\nclient_name=localhost\nhelo_name=localhost\n\
+          sender=\nrecipient=chatmail-doctor@example.invalid\n\
+          instance=chatmail-doctor\n\n",
+    )
+    .await?;
     if line.starts_with("action=") {
         Ok(line)
     } else {
@@ -384,8 +482,8 @@ fn postfix_sockets(value: &str, after: Option<&str>, queue_dir: &Path) -> Vec<Pa
     out
 }
 
-fn postfix_wiring(roots: &Roots) -> Vec<Check> {
-    let main_cf_path = roots.host(Path::new("/etc/postfix/main.cf"));
+fn postfix_wiring(opts: &DoctorOptions) -> Vec<Check> {
+    let main_cf_path = opts.main_cf();
     let fix = "run `chatmail setup --domain YOUR.DOMAIN` (it merges the shipped main.cf settings)";
     let text = match std::fs::read_to_string(&main_cf_path) {
         Ok(t) => t,
@@ -402,7 +500,7 @@ fn postfix_wiring(roots: &Roots) -> Vec<Check> {
     let queue_dir = Path::new(&queue_dir);
     let mut checks = Vec::new();
 
-    let milter = socket_of("milter");
+    let milter = &opts.socket("milter");
     let milters = render::main_cf_value(&text, "smtpd_milters").unwrap_or_default();
     let action = render::main_cf_value(&text, "milter_default_action").unwrap_or_default();
     checks.push(
@@ -438,7 +536,7 @@ fn postfix_wiring(roots: &Roots) -> Vec<Check> {
         },
     );
 
-    let policy = socket_of("policy");
+    let policy = &opts.socket("policy");
     let mut missing = Vec::new();
     for key in ["smtpd_recipient_restrictions", "smtpd_data_restrictions"] {
         let value = render::main_cf_value(&text, key).unwrap_or_default();
@@ -471,51 +569,84 @@ fn postfix_wiring(roots: &Roots) -> Vec<Check> {
     checks
 }
 
-/// The Dovecot checks and the certificate Dovecot uses (if it says).
-fn dovecot_wiring(roots: &Roots) -> (Vec<Check>, Option<PathBuf>) {
-    let conf_path = roots.host(Path::new(render::DOVECOT_CONF_D));
-    let fix = "run `chatmail setup --domain YOUR.DOMAIN` (it installs conf.d/90-chatmail.conf)";
-    let text = match std::fs::read_to_string(&conf_path) {
-        Ok(t) => t,
-        Err(e) => {
-            return (
-                vec![Check::fail(
-                    "dovecot",
-                    format!("{}: {e}", conf_path.display()),
-                    fix,
-                )],
-                None,
-            );
+/// The Dovecot settings to check and where they come from: the output of
+/// `doveconf -c FILE -n`, or the snippet file `setup` installs.
+///
+/// # Errors
+/// The FAIL line when neither can be read.
+async fn dovecot_settings(opts: &DoctorOptions, fix: &str) -> Result<(String, String), Check> {
+    let Some(file) = &opts.dovecot_config else {
+        let path = opts.roots.host(Path::new(render::DOVECOT_CONF_D));
+        return match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((path.display().to_string(), text)),
+            Err(e) => Err(Check::fail(
+                "dovecot",
+                format!("{}: {e}", path.display()),
+                fix,
+            )),
+        };
+    };
+    let what = format!("doveconf -c {} -n", file.display());
+    match tokio::process::Command::new("doveconf")
+        .arg("-c")
+        .arg(file)
+        .arg("-n")
+        .output()
+        .await
+    {
+        Ok(out) if out.status.success() => {
+            Ok((what, String::from_utf8_lossy(&out.stdout).into_owned()))
         }
+        Ok(out) => Err(Check::fail(
+            "dovecot",
+            format!(
+                "`{what}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            format!("fix what `{what}` reports"),
+        )),
+        Err(e) => Err(Check::fail(
+            "dovecot",
+            format!("cannot run doveconf: {e}"),
+            "apt-get install dovecot-core",
+        )),
+    }
+}
+
+/// The Dovecot checks and the certificate Dovecot uses (if it says).
+async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<PathBuf>) {
+    let roots = &opts.roots;
+    let fix = "run `chatmail setup --domain YOUR.DOMAIN` (it installs conf.d/90-chatmail.conf)";
+    let (source, text) = match dovecot_settings(opts, fix).await {
+        Ok(found) => found,
+        Err(check) => return (vec![check], None),
     };
     let mut checks = Vec::new();
-    let mut dict = |daemon: &str, key: &str, file: &Path, text: &str| {
-        let want = socket_of(daemon);
+    let mut dict = |daemon: &str, key: &str, source: &str, text: &str| {
+        let want = opts.socket(daemon);
         let name = format!("dovecot {daemon}");
         let value = render::dovecot_value(text, key);
         checks.push(match value.as_deref().and_then(render::dict_socket) {
-            Some(p) if p == want => Check::ok(
-                name,
-                format!("{key} in {} uses {}", file.display(), want.display()),
-            ),
+            Some(p) if p == want => {
+                Check::ok(name, format!("{key} in {source} uses {}", want.display()))
+            }
             _ => Check::fail(
                 name,
                 format!(
-                    "{key} in {} is {value:?}, not proxy:{}:{daemon}",
-                    file.display(),
+                    "{key} in {source} is {value:?}, not proxy:{}:{daemon}",
                     want.display()
                 ),
                 fix,
             ),
         });
     };
-    dict("metadata", "mail_attribute_dict", &conf_path, &text);
-    dict("lastlogin", "last_login_dict", &conf_path, &text);
+    dict("metadata", "mail_attribute_dict", &source, &text);
+    dict("lastlogin", "last_login_dict", &source, &text);
     let ext_name = render::dovecot_value(&text, "args")
         .unwrap_or_else(|| "/etc/dovecot/chatmail-auth.conf.ext".into());
     let ext_path = roots.host(Path::new(&ext_name));
     match std::fs::read_to_string(&ext_path) {
-        Ok(ext) => dict("auth", "uri", &ext_path, &ext),
+        Ok(ext) => dict("auth", "uri", &ext_path.display().to_string(), &ext),
         Err(e) => checks.push(Check::fail(
             "dovecot auth",
             format!("passdb/userdb args {}: {e}", ext_path.display()),
@@ -620,9 +751,229 @@ fn check_mailboxes(opts: &DoctorOptions, dir: &Path) -> Check {
     }
 }
 
+/// The free disk and memory lines: the account-creation rules of
+/// `chatmail auth` ([`rules::check_disk`], [`rules::check_memory`]) applied
+/// to what was measured (`dir` is the mailboxes directory on this machine,
+/// `ini` the config file to name in the fix). Below a limit the relay keeps
+/// working, but every first login of a new address is refused.
+pub fn resource_checks(
+    config: &Config,
+    ini: &Path,
+    dir: &Path,
+    measured: &Result<Resources, String>,
+) -> [Check; 2] {
+    let res = match measured {
+        Ok(res) => res,
+        Err(e) => {
+            let fail = |name: &str| {
+                Check::fail(
+                    name,
+                    format!("cannot measure: {e}"),
+                    format!(
+                        "make /proc/meminfo and {} readable; chatmail auth refuses \
+                         new accounts until it can measure them",
+                        dir.display()
+                    ),
+                )
+            };
+            return [fail("disk"), fail("memory")];
+        }
+    };
+    let disk_limit = format!("min_free_disk_space = {}", config.min_free_disk_space.text);
+    let disk = match rules::check_disk(config, res.free_disk) {
+        Ok(()) => Check::ok(
+            "disk",
+            format!(
+                "{} free on the file system of {} (new accounts need {disk_limit})",
+                bytes(res.free_disk),
+                dir.display()
+            ),
+        ),
+        Err(_) => Check::fail(
+            "disk",
+            format!(
+                "{} free on the file system of {}, below {disk_limit}: no new accounts \
+                 are created",
+                bytes(res.free_disk),
+                dir.display()
+            ),
+            format!(
+                "free space there (`df -h {}`; `chatmail expire` removes old mail), \
+                 or lower min_free_disk_space in {}",
+                dir.display(),
+                ini.display()
+            ),
+        ),
+    };
+    let memory_limit = format!(
+        "min_available_memory = {}",
+        config.min_available_memory.text
+    );
+    let memory = match rules::check_memory(config, res.available_memory) {
+        Ok(()) => Check::ok(
+            "memory",
+            format!(
+                "{} available (new accounts need {memory_limit})",
+                bytes(res.available_memory)
+            ),
+        ),
+        Err(_) => Check::fail(
+            "memory",
+            format!(
+                "{} available, below {memory_limit}: no new accounts are created",
+                bytes(res.available_memory)
+            ),
+            format!(
+                "stop what uses the memory (`ps aux --sort=-rss | head`) or add RAM, \
+                 or lower min_available_memory in {}",
+                ini.display()
+            ),
+        ),
+    };
+    [disk, memory]
+}
+
+/// A byte count for people, rounded down so a figure just below a limit
+/// never prints as the limit itself.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut scaled = n;
+    while scaled >= 1024 && unit < UNITS.len() - 1 {
+        scaled /= 1024;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{n} bytes");
+    }
+    // One decimal, rounded down: tenths of the unit.
+    let tenths = u128::from(n) * 10 / (1u128 << (10 * unit));
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_and_memory_against_the_account_creation_limits() {
+        // Defaults: min_free_disk_space = 1G, min_available_memory = 200M.
+        let config = Config::for_tests("example.org", Path::new("/m"));
+        let (ini, dir) = (Path::new("/etc/chatmail/chatmail.ini"), Path::new("/m"));
+        const G: u64 = 1 << 30;
+        const M: u64 = 1 << 20;
+        let cases: &[(u64, u64, Status, Status, &str, &str)] = &[
+            (
+                100 * G,
+                8 * G,
+                Status::Ok,
+                Status::Ok,
+                "100.0 GiB free on the file system of /m (new accounts need \
+                 min_free_disk_space = 1G)",
+                "8.0 GiB available (new accounts need min_available_memory = 200M)",
+            ),
+            // Exactly at a limit is enough, as for chatmail auth.
+            (
+                G,
+                200 * M,
+                Status::Ok,
+                Status::Ok,
+                "1.0 GiB free",
+                "200.0 MiB available",
+            ),
+            (
+                G - 1,
+                200 * M - 1,
+                Status::Fail,
+                Status::Fail,
+                "1023.9 MiB free on the file system of /m, below min_free_disk_space = 1G: \
+                 no new accounts are created",
+                "199.9 MiB available, below min_available_memory = 200M",
+            ),
+            (
+                0,
+                8 * G,
+                Status::Fail,
+                Status::Ok,
+                "0 bytes free",
+                "8.0 GiB available",
+            ),
+            (
+                5 * G,
+                3 * M / 2,
+                Status::Ok,
+                Status::Fail,
+                "5.0 GiB free",
+                "1.5 MiB available",
+            ),
+        ];
+        for &(free_disk, available_memory, disk_status, memory_status, disk, memory) in cases {
+            let res = Resources {
+                load_1m: 0.0,
+                available_memory,
+                free_disk,
+            };
+            let [d, m] = resource_checks(&config, ini, dir, &Ok(res));
+            assert_eq!((d.name.as_str(), m.name.as_str()), ("disk", "memory"));
+            assert_eq!(d.status, disk_status, "{d:?}");
+            assert_eq!(m.status, memory_status, "{m:?}");
+            assert!(d.detail.starts_with(disk), "{d:?}");
+            assert!(m.detail.starts_with(memory), "{m:?}");
+            // The same decision as the account-creation rules.
+            assert_eq!(
+                d.status == Status::Ok,
+                rules::check_disk(&config, free_disk).is_ok()
+            );
+            assert_eq!(
+                m.status == Status::Ok,
+                rules::check_memory(&config, available_memory).is_ok()
+            );
+            for c in [&d, &m] {
+                assert_eq!(c.fix.is_some(), c.status == Status::Fail, "{c:?}");
+            }
+        }
+        let [d, _] = resource_checks(
+            &config,
+            ini,
+            dir,
+            &Ok(Resources {
+                load_1m: 0.0,
+                available_memory: 0,
+                free_disk: 0,
+            }),
+        );
+        assert!(
+            d.fix
+                .unwrap()
+                .contains("lower min_free_disk_space in /etc/chatmail/chatmail.ini")
+        );
+        let [d, m] = resource_checks(&config, ini, dir, &Err("no /proc".into()));
+        assert_eq!((d.status, m.status), (Status::Fail, Status::Fail));
+        assert_eq!(m.detail, "cannot measure: no /proc");
+    }
+
+    #[test]
+    fn socket_arguments() {
+        assert_eq!(
+            parse_socket_arg("milter=/x/m.sock").unwrap(),
+            ("milter", PathBuf::from("/x/m.sock"))
+        );
+        assert_eq!(
+            parse_socket_arg("auth=unix:/run/a").unwrap(),
+            ("auth", PathBuf::from("/run/a"))
+        );
+        for bad in ["milter", "milter=", "milter=unix:", "smtpd=/x"] {
+            assert!(parse_socket_arg(bad).is_err(), "{bad}");
+        }
+        let mut opts = DoctorOptions::new(None, None);
+        opts.set_socket("policy", "/p".into());
+        assert_eq!(opts.socket("policy"), PathBuf::from("/p"));
+        assert_eq!(
+            opts.socket("milter"),
+            PathBuf::from("/var/spool/postfix/chatmail/milter.socket")
+        );
+        assert_eq!(opts.sockets.len(), SOCKETS.len());
+    }
 
     #[test]
     fn policy_sockets_are_found_after_check_policy_service() {

@@ -5,7 +5,7 @@
 //! [`setup()`] merges the snippets into `/etc/postfix` and `/etc/dovecot` (or
 //! a copy, `--etc`), idempotently and atomically; [`doctor()`] checks the
 //! config, every daemon's socket, the wiring of Postfix and Dovecot, the
-//! certificate and the mailbox directory.
+//! certificate, the mailbox directory, and free disk and memory.
 
 #![forbid(unsafe_code)]
 

@@ -145,6 +145,8 @@ async fn a_healthy_relay_passes() {
         "dovecot auth",
         "tls",
         "mailboxes",
+        "disk",
+        "memory",
     ] {
         assert_eq!(check(&report, name).status, Status::Ok, "{name}\n{text}");
     }
@@ -153,7 +155,7 @@ async fn a_healthy_relay_passes() {
     assert!(text.contains("(action=DUNNO)"), "{text}");
     assert!(text.contains("(option negotiation, version 6)"), "{text}");
     assert!(text.contains("INFO nocreate: "), "{text}");
-    assert!(text.contains("all 14 checks passed"), "{text}");
+    assert!(text.contains("all 16 checks passed"), "{text}");
 }
 
 #[tokio::test]
@@ -172,7 +174,7 @@ async fn a_missing_socket_fails_with_the_fix() {
         "{text}"
     );
     assert_eq!(check(&report, "socket auth").status, Status::Ok);
-    assert!(text.contains("1 of 14 checks failed"), "{text}");
+    assert!(text.contains("1 of 16 checks failed"), "{text}");
 }
 
 #[tokio::test]
@@ -192,6 +194,32 @@ async fn a_daemon_that_answers_nonsense_fails() {
         c.detail.contains("unexpected answer \"hello?\""),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn daemons_that_never_answer_time_out() {
+    let relay = Relay::new();
+    relay.serve(&["auth", "milter"]);
+    // Listening but never accepting, as a stopped daemon's socket: the
+    // kernel still completes the connect, nothing ever answers.
+    let mut listeners = Vec::new();
+    for daemon in ["auth", "milter"] {
+        let path = relay.socket(daemon);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        listeners.push(std::os::unix::net::UnixListener::bind(path).unwrap());
+    }
+    let report = tokio::time::timeout(Duration::from_secs(60), doctor(&relay.options()))
+        .await
+        .expect("doctor hung");
+    let text = report.to_string();
+    for daemon in ["auth", "milter"] {
+        let c = check(&report, &format!("socket {daemon}"));
+        assert_eq!(c.status, Status::Fail, "{text}");
+        assert!(c.detail.ends_with(": no answer within 2 s"), "{text}");
+    }
+    assert_eq!(check(&report, "socket policy").status, Status::Ok, "{text}");
+    assert!(text.contains("2 of 16 checks failed"), "{text}");
+    drop(listeners);
 }
 
 #[tokio::test]
@@ -286,4 +314,62 @@ async fn missing_config_and_mailboxes_fail() {
     assert_eq!(check(&report, "config").status, Status::Fail, "{text}");
     assert!(text.contains("chatmail setup --domain"), "{text}");
     assert!(Path::new(&relay.etc).exists());
+}
+
+#[tokio::test]
+async fn moved_sockets_are_probed_there_and_must_be_wired_there() {
+    let relay = Relay::new();
+    relay.serve(&["milter"]);
+    // The milter listens elsewhere, and a private Postfix config dir (as
+    // `postfix -c DIR` uses) names that place; Dovecot still names the
+    // shipped sockets.
+    let moved = relay.root.join("elsewhere/milter.socket");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    let listener = UnixListener::bind(&moved).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(milter_stub(stream));
+        }
+    });
+    let postfix_dir = relay.root.join("private-postfix");
+    fs::create_dir_all(&postfix_dir).unwrap();
+    let main = fs::read_to_string(relay.etc.join("postfix/main.cf")).unwrap();
+    let configured = Path::new("/elsewhere/milter.socket");
+    fs::write(
+        postfix_dir.join("main.cf"),
+        main.replace(
+            "smtpd_milters = unix:chatmail/milter.socket\n",
+            &format!("smtpd_milters = unix:{}\n", configured.display()),
+        ),
+    )
+    .unwrap();
+
+    let mut opts = relay.options();
+    let report = doctor(&opts).await;
+    assert_eq!(check(&report, "socket milter").status, Status::Fail);
+
+    opts.set_socket("milter", configured.to_owned());
+    let report = doctor(&opts).await;
+    let text = report.to_string();
+    assert_eq!(check(&report, "socket milter").status, Status::Ok, "{text}");
+    // /etc/postfix/main.cf still names the shipped path.
+    assert_eq!(
+        check(&report, "postfix milter").status,
+        Status::Fail,
+        "{text}"
+    );
+    assert!(
+        text.contains("does not name /elsewhere/milter.socket"),
+        "{text}"
+    );
+
+    opts.postfix_config_dir = Some(postfix_dir);
+    let report = doctor(&opts).await;
+    let text = report.to_string();
+    assert!(report.ok(), "{text}");
+    assert!(
+        text.contains("OK postfix milter: smtpd_milters uses /elsewhere/milter.socket"),
+        "{text}"
+    );
 }

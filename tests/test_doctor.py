@@ -1,0 +1,137 @@
+"""`chatmail doctor` against the live sandbox relay: real Postfix and Dovecot
+configuration, our real daemons on their sockets."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import CHATMAIL_BIN
+
+# Every check doctor makes on a healthy relay; `tls` is followed by the
+# certificate's path, `nocreate` is an INFO line.
+OK_CHECKS = {
+    "config",
+    "socket auth",
+    "socket lastlogin",
+    "socket metadata",
+    "socket policy",
+    "socket milter",
+    "postfix milter",
+    "postfix policy",
+    "dovecot metadata",
+    "dovecot lastlogin",
+    "dovecot auth",
+    "tls",
+    "mailboxes",
+    "disk",
+    "memory",
+}
+
+LINE = re.compile(r"^(OK|FAIL|INFO) ([^:]+): (.*)$")
+
+
+def run_doctor(relay, postfix_config_dir=None):
+    """Runs doctor pointed at the sandbox's files and sockets; returns
+    (exit code, {check name: (status, detail)}, output)."""
+    info = relay.info
+    args = [
+        str(CHATMAIL_BIN),
+        "doctor",
+        "--config",
+        info["config"],
+        "--postfix-config-dir",
+        str(postfix_config_dir or info["postfix_config_dir"]),
+        "--dovecot-config",
+        info["dovecot_config"],
+    ]
+    for daemon, path in info["sockets"].items():
+        args += ["--socket", f"{daemon}={path}"]
+    # Generous: a hung check shows up as TimeoutExpired, not a slow test.
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    checks = {}
+    for line in out.stdout.splitlines():
+        m = LINE.match(line)
+        if m:
+            status, name, detail = m.groups()
+            name = "tls" if name.startswith("tls ") else name
+            assert name not in checks, out.stdout
+            checks[name] = (status, detail)
+    return out.returncode, checks, out.stdout + out.stderr
+
+
+def test_the_live_relay_passes(relay):
+    code, checks, output = run_doctor(relay)
+    assert code == 0, output
+    assert {n for n, (s, _) in checks.items() if s == "OK"} == OK_CHECKS, output
+    assert set(checks) == OK_CHECKS | {"nocreate"}, output
+    assert checks["nocreate"][0] == "INFO", output
+    assert f"all {len(checks)} checks passed" in output, output
+    # The figures are measured where the mailboxes are.
+    assert relay.info["mailboxes_dir"] in checks["disk"][1], output
+    assert "min_free_disk_space = 1G" in checks["disk"][1], output
+    assert "min_available_memory = 200M" in checks["memory"][1], output
+    assert relay.info["sockets"]["milter"] in checks["socket milter"][1], output
+
+
+@pytest.mark.parametrize("daemon", ["auth", "lastlogin", "metadata", "policy", "milter"])
+def test_a_stopped_daemon_is_named(relay, daemon):
+    # SIGSTOP, not SIGTERM: the sandbox tears itself down when a daemon
+    # exits. A stopped daemon still has its socket and the kernel still
+    # completes connects, so only a timeout can tell.
+    pid = relay.info["pids"][daemon]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        code, checks, output = run_doctor(relay)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert code != 0, output
+    status, detail = checks[f"socket {daemon}"]
+    assert status == "FAIL", output
+    assert "no answer within" in detail, output
+    assert f"fix: systemctl enable --now chatmail-{daemon}.service" in output, output
+    failed = {n for n, (s, _) in checks.items() if s == "FAIL"}
+    assert failed == {f"socket {daemon}"}, output
+    # Back to healthy once it runs again.
+    code, checks, output = run_doctor(relay)
+    assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    "setting, value, check",
+    [
+        ("smtpd_milters", "unix:chatmail/wrong-milter.socket", "postfix milter"),
+        (
+            "smtpd_recipient_restrictions",
+            "check_policy_service { unix:chatmail/wrong-policy.socket, timeout=10s, "
+            "default_action=DEFER_IF_PERMIT }",
+            "postfix policy",
+        ),
+    ],
+)
+def test_a_wrong_socket_in_postfix_is_named(relay, tmp_path, setting, value, check):
+    # A copy: the shared sandbox's own files are never changed.
+    copy = tmp_path / "postfix"
+    shutil.copytree(relay.info["postfix_config_dir"], copy)
+    subprocess.run(
+        ["postconf", "-c", str(copy), "-e", f"{setting}={value}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    wrong = re.search(r"unix:(\S+?\.socket)", value).group(1)
+    assert wrong in (copy / "main.cf").read_text()
+
+    code, checks, output = run_doctor(relay, postfix_config_dir=copy)
+    assert code != 0, output
+    status, detail = checks[check]
+    assert status == "FAIL", output
+    assert relay.info["sockets"][check.split()[1]] in detail, output
+    failed = {n for n, (s, _) in checks.items() if s == "FAIL"}
+    assert failed == {check}, output
+    # The daemons themselves are fine.
+    assert checks["socket milter"][0] == "OK", output
+    assert checks["socket policy"][0] == "OK", output
