@@ -331,6 +331,7 @@ class Bench:
             lat = t - (p.t_accept or p.t_send)
             rec = {"id": p.msg_id, "client": c.addr, "gap": round(p.gap, 4),
                    "hinted": p.hinted, "latency": round(lat, 4),
+                   "from_send": round(t - p.t_send, 4),
                    "lost": p.lost_flagged or lat > self.a.lost_after}
             if p.lost_flagged:
                 self.late += 1
@@ -584,6 +585,7 @@ class Bench:
                     pass
 
         ok = [r["latency"] for r in self.records if not r["lost"]]
+        ok_send = [r["from_send"] for r in self.records if not r["lost"]]
         res = {
             "label": a.label,
             "clients": a.clients,
@@ -611,6 +613,13 @@ class Bench:
                 "p99": round(pct(ok, 99) * 1000, 1),
                 "max": round(max(ok) * 1000, 1) if ok else None,
                 "mean": round(statistics.fmean(ok) * 1000, 1) if ok else None,
+            },
+            # From before MAIL FROM (milter and policy included) to EXISTS.
+            "from_send_ms": {
+                "p50": round(pct(ok_send, 50) * 1000, 1),
+                "p90": round(pct(ok_send, 90) * 1000, 1),
+                "p99": round(pct(ok_send, 99) * 1000, 1),
+                "max": round(max(ok_send) * 1000, 1) if ok_send else None,
             },
             "fast_path_share_lt_300ms": round(sum(1 for x in ok if x < 0.3) / len(ok), 3)
             if ok else None,
