@@ -125,7 +125,9 @@ pub struct SetupArgs {
     /// The relay's mail domain.
     #[arg(long)]
     pub domain: String,
-    /// Apply everything under DIR instead of /etc (e.g. a copy, for tests).
+    /// Apply everything under DIR instead of /etc (e.g. a copy, for tests):
+    /// the files written there name DIR's own files, so Postfix and Dovecot
+    /// can be started from DIR; systemd is left alone.
     #[arg(long)]
     pub etc: Option<PathBuf>,
     /// Print the changes as diffs and change nothing.

@@ -230,7 +230,9 @@ pub fn dovecot_size(bytes: u64) -> String {
 }
 
 /// The relay's `conf.d/90-chatmail.conf`: the shipped `chatmail.conf` with
-/// the quota from `chatmail.ini` and the relay's certificate.
+/// the quota from `chatmail.ini` and the relay's certificate (Debian's
+/// 10-ssl.conf points at its own snakeoil one; clients must see the same
+/// certificate on IMAP as on SMTP).
 pub fn dovecot_conf(config: &Config, tls: &TlsFiles) -> String {
     let quota = config.max_mailbox_size.bytes;
     // quota-expire trims a mailbox to 70 % of the quota (DESIGN.md, "Expiry").
@@ -248,6 +250,8 @@ pub fn dovecot_conf(config: &Config, tls: &TlsFiles) -> String {
             "quota_rule" => Some(format!("*:storage={}", dovecot_size(quota))),
             "quota_max_mail_size" => Some(dovecot_size(config.max_message_size)),
             "quota_warning" => Some(format!("storage=75%% quota-warning {target_mib} %h")),
+            "ssl_cert" => Some(format!("<{}", tls.cert.display())),
+            "ssl_key" => Some(format!("<{}", tls.key.display())),
             _ => None,
         };
         match replaced {
@@ -258,13 +262,6 @@ pub fn dovecot_conf(config: &Config, tls: &TlsFiles) -> String {
             }
         }
     }
-    // Debian's 10-ssl.conf points at its own snakeoil certificate; clients
-    // must see the same certificate on IMAP as on SMTP.
-    out.push_str(&format!(
-        "\n# The relay's certificate, the same one Postfix uses.\nssl_cert = <{}\nssl_key = <{}\n",
-        tls.cert.display(),
-        tls.key.display()
-    ));
     out
 }
 
@@ -420,7 +417,21 @@ mod tests {
         assert!(out.contains("  quota_rule = *:storage=500M\n"));
         assert!(out.contains("  quota_max_mail_size = 30M\n"));
         assert!(out.contains("  quota_warning = storage=75%% quota-warning 350 %h\n"));
-        assert!(out.contains("ssl_cert = </etc/ssl/certs/chatmail.pem\n"));
+        assert_eq!(
+            out.matches("ssl_cert = </etc/ssl/certs/chatmail.pem\n")
+                .count(),
+            1
+        );
+        assert_eq!(out.matches("ssl_key = ").count(), 1);
+        let external = TlsFiles {
+            cert: "/etc/letsencrypt/live/x/fullchain.pem".into(),
+            key: "/etc/letsencrypt/live/x/privkey.pem".into(),
+            external: true,
+        };
+        let out = dovecot_conf(&c, &external);
+        assert!(out.contains("\nssl_cert = </etc/letsencrypt/live/x/fullchain.pem\n"));
+        assert!(out.contains("\nssl_key = </etc/letsencrypt/live/x/privkey.pem\n"));
+        assert!(!out.contains("chatmail.pem"), "{out}");
         let c = Config::parse(
             "[params]\nmail_domain = x.org\nmax_mailbox_size = 1G\nmax_message_size = 1000000\n",
         )

@@ -28,13 +28,18 @@ pub const UNITS: &[&str] = &[
     "chatmail-report.timer",
 ];
 
+/// The `main.cf` Debian's postinst starts from.
+pub const DEBIAN_MAIN_CF: &str = "/usr/share/postfix/main.cf.debian";
+
 /// What `chatmail setup` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SetupOptions {
     /// The relay's mail domain (`mail_domain` of a new `chatmail.ini`).
     pub domain: String,
     /// Apply everything under this directory instead of `/etc`; systemd is
-    /// then left alone (the commands are only printed).
+    /// then left alone (the commands are only printed). The files written
+    /// there name the directory's own files (certificate, maps, scripts), so
+    /// Postfix and Dovecot can be started from it.
     pub etc: Option<PathBuf>,
     /// Print what would change, change nothing.
     pub dry_run: bool,
@@ -202,7 +207,6 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
         root: "/".into(),
     };
     for (p, package) in [
-        ("/etc/postfix/main.cf", "postfix"),
         ("/etc/postfix/master.cf", "postfix"),
         ("/etc/dovecot/dovecot.conf", "dovecot-core"),
     ] {
@@ -234,6 +238,12 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
         None => (requested, render::chatmail_ini(&domain)),
     };
     let tls = TlsFiles::for_config(&config);
+    // What the config files say: with --etc, the tree's own files.
+    let tls_written = TlsFiles {
+        cert: roots.host(&tls.cert),
+        key: roots.host(&tls.key),
+        external: tls.external,
+    };
 
     let mut plan = Vec::new();
     let mut add = |name: &str, new: String, mode: u32, owner: Option<&'static str>| {
@@ -249,8 +259,11 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
         Ok::<(), SetupError>(())
     };
     add(ini_name.to_str().unwrap_or_default(), ini_new, 0o644, None)?;
-    let main_cf = read(&roots, "/etc/postfix/main.cf")?;
-    let settings = render::main_cf_settings(&config, &tls);
+    let main_cf = main_cf_or_debian_default(&roots)?;
+    let settings: Vec<(String, String)> = render::main_cf_settings(&config, &tls_written)
+        .into_iter()
+        .map(|(k, v)| (k, roots.relocate(&v)))
+        .collect();
     add(
         "/etc/postfix/main.cf",
         render::merge_main_cf(&main_cf, &settings),
@@ -260,7 +273,7 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
     let master_cf = read(&roots, "/etc/postfix/master.cf")?;
     add(
         "/etc/postfix/master.cf",
-        render::merge_master_cf(&master_cf, shipped::POSTFIX_MASTER_CF),
+        render::merge_master_cf(&master_cf, &roots.relocate(shipped::POSTFIX_MASTER_CF)),
         0o644,
         Some("postfix"),
     )?;
@@ -291,13 +304,13 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
     }
     add(
         render::DOVECOT_CONF_D,
-        render::dovecot_conf(&config, &tls),
+        roots.relocate(&render::dovecot_conf(&config, &tls_written)),
         0o644,
         Some("dovecot"),
     )?;
     add(
         "/etc/dovecot/chatmail-auth.conf.ext",
-        shipped::DOVECOT_AUTH_EXT.into(),
+        roots.relocate(shipped::DOVECOT_AUTH_EXT),
         0o644,
         Some("dovecot"),
     )?;
@@ -440,6 +453,20 @@ fn read(roots: &Roots, name: &str) -> Result<String, SetupError> {
     std::fs::read_to_string(&path).map_err(io_err("reading", &path))
 }
 
+/// Debian's postfix package ships no `main.cf` when "No configuration" was
+/// chosen; its postinst starts every other choice from `main.cf.debian`
+/// (compatibility level and all), and so does `setup`.
+fn main_cf_or_debian_default(roots: &Roots) -> Result<String, SetupError> {
+    let path = roots.host(Path::new("/etc/postfix/main.cf"));
+    if let Some(text) = files::read_optional(&path).map_err(io_err("reading", &path))? {
+        return Ok(text);
+    }
+    let debian = roots.host(Path::new(DEBIAN_MAIN_CF));
+    Ok(files::read_optional(&debian)
+        .map_err(io_err("reading", &debian))?
+        .unwrap_or_default())
+}
+
 /// Validates `domain` exactly as `chatmail.ini`'s `mail_domain` is, so that
 /// what `setup` accepts the daemons accept too.
 fn check_domain(domain: &str) -> Result<Config, SetupError> {
@@ -466,8 +493,16 @@ fn check_domain(domain: &str) -> Result<Config, SetupError> {
 /// The same kind of certificate the sandbox makes (and chatmaild's
 /// self-signed mode): P-256, ten years, the domain as CN and SAN.
 fn self_signed_certificate(domain: &str, cert: &Path, key: &Path) -> Result<(), SetupError> {
-    for dir in [cert.parent(), key.parent()].into_iter().flatten() {
-        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    use std::os::unix::fs::DirBuilderExt;
+    // A missing key directory is made private, like Debian's /etc/ssl/private.
+    for (dir, mode) in [(cert.parent(), 0o755), (key.parent(), 0o700)] {
+        if let Some(dir) = dir.filter(|d| !d.exists()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .map_err(io_err("creating", dir))?;
+        }
     }
     // openssl writes the key with the umask; make it private from the start
     // by writing into a private temp name, then renaming.

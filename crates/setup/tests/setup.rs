@@ -4,8 +4,9 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
-use chatmail_setup::{SetupError, SetupOptions, setup};
+use chatmail_setup::{Change, SetupError, SetupOptions, setup};
 use common::{DOMAIN, debian_etc, run_setup, snapshot};
 
 #[test]
@@ -22,13 +23,17 @@ fn applies_the_snippets() {
     assert!(report.certificate_created);
 
     let main = fs::read_to_string(etc.join("postfix/main.cf")).unwrap();
+    let cert_line = format!(
+        "smtpd_tls_cert_file = {}/ssl/certs/chatmail.pem",
+        etc.display()
+    );
     for line in [
         "myhostname = chat.example.org",
         "mydomain = chat.example.org",
         "mydestination =",
         "smtpd_milters = unix:chatmail/milter.socket",
         "milter_default_action = tempfail",
-        "smtpd_tls_cert_file = /etc/ssl/certs/chatmail.pem",
+        &cert_line,
         "message_size_limit = 31457280",
         "smtpd_recipient_restrictions = check_policy_service { unix:chatmail/policy.socket, \
          timeout=10s, default_action=DEFER_IF_PERMIT }",
@@ -76,7 +81,10 @@ fn applies_the_snippets() {
     let conf = fs::read_to_string(etc.join("dovecot/conf.d/90-chatmail.conf")).unwrap();
     assert!(conf.contains("  quota_rule = *:storage=500M\n"));
     assert!(conf.contains("quota_warning = storage=75%% quota-warning 350 %h"));
-    assert!(conf.contains("ssl_cert = </etc/ssl/certs/chatmail.pem\n"));
+    assert!(conf.contains(&format!(
+        "\nssl_cert = <{}/ssl/certs/chatmail.pem\n",
+        etc.display()
+    )));
     assert!(etc.join("dovecot/chatmail-auth.conf.ext").exists());
     let auth = fs::read_to_string(etc.join("dovecot/conf.d/10-auth.conf")).unwrap();
     assert!(
@@ -240,4 +248,142 @@ fn missing_postfix_is_named() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("apt-get install postfix"), "{err}");
+}
+
+/// Every absolute path in a non-comment line of `text` that names a file
+/// under `/etc`, with or without a prefix such as `regexp:` or `<`.
+fn etc_paths(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || matches!(c, '=' | ':' | '<' | ',')))
+        .filter(|w| w.starts_with("/etc/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn with_etc_the_tree_names_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    run_setup(&etc, false);
+    let e = etc.display();
+    for (file, expected) in [
+        (
+            "postfix/main.cf",
+            vec![
+                format!("smtpd_sender_login_maps = regexp:{e}/postfix/chatmail-login-map"),
+                format!("smtpd_tls_cert_file = {e}/ssl/certs/chatmail.pem"),
+                format!("smtpd_tls_key_file = {e}/ssl/private/chatmail.key"),
+            ],
+        ),
+        (
+            "postfix/master.cf",
+            vec![format!(
+                "  -o header_checks=regexp:{e}/postfix/chatmail-submission-header-cleanup"
+            )],
+        ),
+        (
+            "dovecot/conf.d/90-chatmail.conf",
+            vec![
+                format!("  args = {e}/dovecot/chatmail-auth.conf.ext"),
+                format!("  push_notification_driver = lua:file={e}/dovecot/chatmail-push.lua"),
+                format!("ssl_cert = <{e}/ssl/certs/chatmail.pem"),
+                format!("ssl_key = <{e}/ssl/private/chatmail.key"),
+            ],
+        ),
+    ] {
+        let text = fs::read_to_string(etc.join(file)).unwrap();
+        for line in expected {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} in {file}:\n{text}"
+            );
+        }
+    }
+    // Nothing setup wrote points back into the machine's /etc (the stock
+    // lines Debian ships are the operator's and stay as they are).
+    for file in [
+        "postfix/main.cf",
+        "postfix/master.cf",
+        "postfix/chatmail-login-map",
+        "postfix/chatmail-submission-header-cleanup",
+        "dovecot/conf.d/90-chatmail.conf",
+        "dovecot/chatmail-auth.conf.ext",
+        "dovecot/chatmail-push.lua",
+        "chatmail/chatmail.ini",
+    ] {
+        let text = fs::read_to_string(etc.join(file)).unwrap();
+        let stock: Vec<String> = if file.starts_with("postfix/ma") {
+            let name = if file.ends_with("main.cf") {
+                "/usr/share/postfix/main.cf.debian"
+            } else {
+                "/usr/share/postfix/master.cf.dist"
+            };
+            etc_paths(&fs::read_to_string(name).unwrap_or_default())
+        } else {
+            Vec::new()
+        };
+        let foreign: Vec<String> = etc_paths(&text)
+            .into_iter()
+            .filter(|p| !stock.contains(p))
+            .collect();
+        assert!(foreign.is_empty(), "{file} names {foreign:?}");
+    }
+    // Every file named there exists in the tree.
+    for f in [
+        "postfix/chatmail-login-map",
+        "postfix/chatmail-submission-header-cleanup",
+        "dovecot/chatmail-auth.conf.ext",
+        "dovecot/chatmail-push.lua",
+        "ssl/certs/chatmail.pem",
+        "ssl/private/chatmail.key",
+    ] {
+        assert!(etc.join(f).is_file(), "{f}");
+    }
+    // The private key's directory was made for it: private.
+    assert_eq!(
+        fs::metadata(etc.join("ssl/private"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn a_missing_main_cf_starts_from_debians() {
+    // Debian's postfix with "No configuration" ships master.cf but no main.cf.
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    fs::remove_file(etc.join("postfix/main.cf")).unwrap();
+    let (report, out) = run_setup(&etc, false);
+    assert!(
+        report
+            .files
+            .iter()
+            .any(|(p, c)| p.ends_with("postfix/main.cf") && *c == Change::Created),
+        "{out}"
+    );
+    let main = fs::read_to_string(etc.join("postfix/main.cf")).unwrap();
+    assert!(
+        main.lines()
+            .any(|l| l == "smtpd_milters = unix:chatmail/milter.socket"),
+        "{main}"
+    );
+    assert!(main.contains("\nmyhostname = chat.example.org\n"), "{main}");
+    if Path::new("/usr/share/postfix/main.cf.debian").exists() {
+        // Debian's own settings come along (Postfix's built-in
+        // compatibility level would be the legacy one).
+        assert!(
+            main.starts_with("# See /usr/share/postfix/main.cf.dist"),
+            "{main}"
+        );
+        assert!(main.contains("\ncompatibility_level = 3.6\n"), "{main}");
+        assert!(main.contains("\nreadme_directory = no\n"), "{main}");
+    }
+    let before = snapshot(&etc);
+    let (report, out) = run_setup(&etc, false);
+    assert!(report.unchanged(), "{out}");
+    assert_eq!(snapshot(&etc), before);
 }
