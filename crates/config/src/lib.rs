@@ -30,6 +30,13 @@ pub const DEFAULT_PUSH_NOTIFICATION_URL: &str = "https://notifications.delta.cha
 /// Default socket of the TURN credentials service.
 pub const DEFAULT_TURN_SOCKET_PATH: &str = "/run/chatmail-turn/turn.socket";
 
+/// The commented default `chatmail.ini` the Debian package installs as
+/// `/etc/chatmail/chatmail.ini` (`packaging/chatmail.ini`): every key with its
+/// default on a commented-out `#key = value` line, and no `mail_domain`, so
+/// parsing it as it is fails with [`ConfigError::MissingKey`] until
+/// `chatmail setup --domain DOMAIN` fills that in.
+pub const DEFAULT_INI: &str = include_str!("../../../packaging/chatmail.ini");
+
 /// The parsed `[params]` section of `chatmail.ini`.
 ///
 /// Field names are the ini keys. Defaults are chatmaild's (DESIGN.md lists them).
@@ -235,7 +242,7 @@ pub enum ConfigError {
     #[error("no [params] section")]
     MissingSection,
     /// A required key is missing.
-    #[error("{key} is not set (it is required)")]
+    #[error("{key} is not set (it is required; `chatmail setup --domain DOMAIN` sets it)")]
     MissingKey {
         /// The key.
         key: &'static str,
@@ -275,10 +282,13 @@ fn invalid(entry: &Entry, reason: impl fmt::Display) -> ConfigError {
 /// The `[params]` entries, with the ones already consumed taken out.
 struct Params {
     entries: Vec<Option<Entry>>,
+    /// Every key asked for, in order: the keys this crate knows.
+    asked: Vec<&'static str>,
 }
 
 impl Params {
-    fn take(&mut self, key: &str) -> Option<Entry> {
+    fn take(&mut self, key: &'static str) -> Option<Entry> {
+        self.asked.push(key);
         self.entries
             .iter_mut()
             .find(|e| e.as_ref().is_some_and(|e| e.key == key))
@@ -297,7 +307,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn uint(&mut self, key: &str) -> Result<Option<u64>, ConfigError> {
+    fn uint(&mut self, key: &'static str) -> Result<Option<u64>, ConfigError> {
         let Some(entry) = self.params.take(key) else {
             return Ok(None);
         };
@@ -306,15 +316,15 @@ impl Reader {
             .map_err(|e| invalid(&entry, e))
     }
 
-    fn u32(&mut self, key: &str, default: u32) -> Result<u32, ConfigError> {
+    fn u32(&mut self, key: &'static str, default: u32) -> Result<u32, ConfigError> {
         self.narrow(key, default)
     }
 
-    fn usize(&mut self, key: &str, default: usize) -> Result<usize, ConfigError> {
+    fn usize(&mut self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
         self.narrow(key, default)
     }
 
-    fn narrow<T: TryFrom<u64>>(&mut self, key: &str, default: T) -> Result<T, ConfigError> {
+    fn narrow<T: TryFrom<u64>>(&mut self, key: &'static str, default: T) -> Result<T, ConfigError> {
         let Some(entry) = self.params.take(key) else {
             return Ok(default);
         };
@@ -322,7 +332,7 @@ impl Reader {
         T::try_from(n).map_err(|_| invalid(&entry, IntError::TooLarge))
     }
 
-    fn port(&mut self, key: &str, default: u16) -> Result<u16, ConfigError> {
+    fn port(&mut self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
         let Some(entry) = self.params.take(key) else {
             return Ok(default);
         };
@@ -333,7 +343,12 @@ impl Reader {
         }
     }
 
-    fn size(&mut self, key: &str, default: &str, plain: PlainUnit) -> Result<Size, ConfigError> {
+    fn size(
+        &mut self,
+        key: &'static str,
+        default: &str,
+        plain: PlainUnit,
+    ) -> Result<Size, ConfigError> {
         match self.params.take(key) {
             None => Ok(Size::parse(default, plain).unwrap_or_else(|_| Size {
                 bytes: 0,
@@ -343,7 +358,7 @@ impl Reader {
         }
     }
 
-    fn boolean(&mut self, key: &str) -> bool {
+    fn boolean(&mut self, key: &'static str) -> bool {
         let Some(entry) = self.params.take(key) else {
             return false;
         };
@@ -358,7 +373,7 @@ impl Reader {
     }
 
     /// A free-text value; warns when it seems to carry an inline comment.
-    fn text(&mut self, key: &str) -> Option<String> {
+    fn text(&mut self, key: &'static str) -> Option<String> {
         let entry = self.params.take(key)?;
         if has_inline_comment(&entry.value) {
             self.warnings.push(Warning::InlineComment {
@@ -369,7 +384,11 @@ impl Reader {
         Some(entry.value)
     }
 
-    fn path(&mut self, key: &str, default: impl Into<PathBuf>) -> Result<PathBuf, ConfigError> {
+    fn path(
+        &mut self,
+        key: &'static str,
+        default: impl Into<PathBuf>,
+    ) -> Result<PathBuf, ConfigError> {
         let Some(entry) = self.params.take(key) else {
             return Ok(default.into());
         };
@@ -383,7 +402,7 @@ impl Reader {
         Ok(PathBuf::from(value))
     }
 
-    fn list(&mut self, key: &str) -> Vec<String> {
+    fn list(&mut self, key: &'static str) -> Vec<String> {
         self.text(key)
             .map(|v| v.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default()
@@ -418,6 +437,12 @@ impl Config {
     /// [`ConfigError::Invalid`] for a value that cannot be used, and
     /// [`ConfigError::UsernameLengths`] when the minimum exceeds the maximum.
     pub fn parse(text: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+        Config::parse_keys(text).map(|(config, warnings, _keys)| (config, warnings))
+    }
+
+    /// [`Config::parse`], also returning every key this crate reads (all of
+    /// them, when the text parses).
+    fn parse_keys(text: &str) -> Result<(Config, Vec<Warning>, Vec<&'static str>), ConfigError> {
         let sections = ini::parse(text)?;
         let mut warnings = Vec::new();
         let mut params = None;
@@ -435,6 +460,7 @@ impl Config {
         let mut r = Reader {
             params: Params {
                 entries: params.into_iter().map(Some).collect(),
+                asked: Vec::new(),
             },
             warnings,
         };
@@ -531,14 +557,15 @@ impl Config {
             });
         }
         let Reader {
-            params,
+            mut params,
             mut warnings,
         } = r;
+        let keys = std::mem::take(&mut params.asked);
         warnings.extend(params.remaining().map(|e| Warning::UnknownKey {
             key: e.key,
             line: e.line,
         }));
-        Ok((c, warnings))
+        Ok((c, warnings, keys))
     }
 
     /// The domain part of the relay's addresses: `mail_domain`, or `[a.b.c.d]` when

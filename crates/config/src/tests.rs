@@ -337,7 +337,7 @@ fn structural_errors() {
     assert_eq!(error_text(""), "no [params] section");
     assert_eq!(
         error_text("[params]\nmax_load_1m = 3\n"),
-        "mail_domain is not set (it is required)"
+        "mail_domain is not set (it is required; `chatmail setup --domain DOMAIN` sets it)"
     );
     assert!(matches!(
         Config::parse("[params]\nmail_domain = x.org\nmail_domain = y.org\n"),
@@ -577,4 +577,117 @@ fn realistic_template() {
     expected.privacy_pdo = Some(String::new());
     expected.privacy_supervisor = Some(String::new());
     assert_eq!(c, expected);
+}
+
+/// Keys whose commented-out line in the shipped default shows an example
+/// instead of the default: leaving them unset means something no value says.
+const EXAMPLE_ONLY: &[&str] = &[
+    "mail_domain",
+    "tls_external_cert_and_key",
+    "iroh_relay",
+    "turn_secret_file",
+    "privacy_postal",
+    "privacy_mail",
+    "privacy_pdo",
+    "privacy_supervisor",
+    "mtail_address",
+];
+
+/// The `#key = value` lines of the shipped default: (line index, key, value).
+/// Prose comments start with `# `; a `#` followed by a letter is a key line.
+fn default_ini_entries() -> Vec<(usize, &'static str, &'static str)> {
+    DEFAULT_INI
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let rest = line.strip_prefix('#')?;
+            rest.starts_with(|c: char| c.is_ascii_lowercase()).then(|| {
+                let (key, value) = rest
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("line {}: {line:?} is not #key = value", i + 1));
+                (i, key.trim(), value.trim())
+            })
+        })
+        .collect()
+}
+
+/// The shipped default with the lines at `indexes` uncommented.
+fn uncommented(indexes: &[usize]) -> String {
+    DEFAULT_INI
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match indexes.contains(&i) {
+            true => &line[1..],
+            false => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn shipped_default_ini_lacks_only_mail_domain() {
+    assert!(
+        matches!(
+            Config::parse(DEFAULT_INI),
+            Err(ConfigError::MissingKey { key: "mail_domain" })
+        ),
+        "{:?}",
+        Config::parse(DEFAULT_INI)
+    );
+    let entries = default_ini_entries();
+    let (domain_line, _, domain) = entries
+        .iter()
+        .find(|(_, key, _)| *key == "mail_domain")
+        .copied()
+        .expect("a #mail_domain line");
+    assert_eq!(domain, "chat.example.org");
+    let (config, warnings) = parse_ok(&uncommented(&[domain_line]));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config, parse_ok(&with("")).0);
+}
+
+#[test]
+fn shipped_default_ini_shows_every_key_with_its_default() {
+    let (base, _, known) = Config::parse_keys(&with("")).unwrap();
+    let entries = default_ini_entries();
+    for key in &known {
+        let n = entries.iter().filter(|(_, k, _)| k == key).count();
+        assert_eq!(
+            n, 1,
+            "{key} is on {n} #key = value lines of packaging/chatmail.ini"
+        );
+    }
+    for key in EXAMPLE_ONLY {
+        assert!(known.contains(key), "{key} is not a key");
+    }
+    let domain_line = entries
+        .iter()
+        .find(|(_, k, _)| *k == "mail_domain")
+        .unwrap()
+        .0;
+    for &(i, key, value) in &entries {
+        let line = i + 1;
+        assert!(
+            known.contains(&key),
+            "line {line}: {key} is not a key chatmail-config reads"
+        );
+        if key == "mail_domain" {
+            continue;
+        }
+        let text = uncommented(&[domain_line, i]);
+        let (config, warnings) =
+            Config::parse(&text).unwrap_or_else(|e| panic!("line {line}: {key} = {value}: {e}"));
+        assert!(warnings.is_empty(), "line {line}: {warnings:?}");
+        if EXAMPLE_ONLY.contains(&key) {
+            assert_ne!(
+                config, base,
+                "line {line}: the example {key} = {value} changes nothing"
+            );
+        } else {
+            assert_eq!(
+                config, base,
+                "line {line}: {key} = {value} is not the default"
+            );
+        }
+    }
 }

@@ -316,16 +316,58 @@ pub fn disable_system_auth(auth_conf: &str) -> Option<String> {
     Some(out)
 }
 
-/// A fresh `chatmail.ini` for `domain`: every other key keeps chatmaild's
-/// default.
+/// A fresh `chatmail.ini` for `domain`: the package's commented default
+/// ([`chatmail_config::DEFAULT_INI`]) with `mail_domain` set, so every other
+/// key keeps its default and the file shows them all.
 pub fn chatmail_ini(domain: &str) -> String {
-    format!(
-        "# chatmail relay configuration (chatmaild's format; see chatmail-helpers'\n\
-         # documentation for every key). Written by `chatmail setup`; run it again\n\
-         # after changing sizes so Postfix and Dovecot follow.\n\
-         [params]\n\
-         mail_domain = {domain}\n"
-    )
+    with_mail_domain(chatmail_config::DEFAULT_INI, domain)
+}
+
+/// `text`, a `chatmail.ini` whose `[params]` section has no `mail_domain`,
+/// with `mail_domain = DOMAIN` in place of the first commented-out
+/// `#mail_domain = ...` line of that section, or else right below its
+/// header; every other line, comments included, stays as it is. A text
+/// without a `[params]` header gets one at the end.
+pub fn with_mail_domain(text: &str, domain: &str) -> String {
+    let entry = format!("mail_domain = {domain}");
+    let lines: Vec<&str> = text.lines().collect();
+    // Section headers as the ini dialect reads them: `[name]` at the start
+    // of a line, anything from `#` or `;` on dropped.
+    let header = |line: &str| -> Option<String> {
+        let cut = line.split(['#', ';']).next().unwrap_or_default().trim_end();
+        (line.starts_with('[') && cut.len() >= 2 && cut.ends_with(']'))
+            .then(|| cut[1..cut.len() - 1].to_owned())
+    };
+    let commented_domain = |line: &str| {
+        line.trim_start()
+            .strip_prefix(['#', ';'])
+            .map(str::trim_start)
+            .and_then(|rest| rest.strip_prefix("mail_domain"))
+            .is_some_and(|rest| rest.trim_start().starts_with(['=', ':']))
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    match lines
+        .iter()
+        .position(|l| header(l).as_deref() == Some("params"))
+    {
+        Some(start) => {
+            let end = lines[start + 1..]
+                .iter()
+                .position(|l| header(l).is_some())
+                .map_or(lines.len(), |n| start + 1 + n);
+            match (start + 1..end).find(|&i| commented_domain(lines[i])) {
+                Some(i) => out[i] = entry,
+                None => out.insert(start + 1, entry),
+            }
+        }
+        None => {
+            out.push("[params]".to_owned());
+            out.push(entry);
+        }
+    }
+    let mut joined = out.join("\n");
+    joined.push('\n');
+    joined
 }
 
 /// The `proxy:` socket path of a Dovecot dict URI (`proxy:PATH:NAME`).
@@ -348,6 +390,46 @@ pub fn dovecot_value(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_domain_goes_where_the_commented_line_was() {
+        let text = "# top\n[params]\n# The domain.\n#mail_domain = chat.example.org\n\
+                    #max_message_size = 31457280\n";
+        assert_eq!(
+            with_mail_domain(text, "x.org"),
+            "# top\n[params]\n# The domain.\nmail_domain = x.org\n\
+             #max_message_size = 31457280\n"
+        );
+        // Without a commented line: right below the header, other sections
+        // and their commented keys left alone.
+        let text = "[other]\n#mail_domain = a.org\n[params] # main\nmax_load_1m = 3\n";
+        assert_eq!(
+            with_mail_domain(text, "x.org"),
+            "[other]\n#mail_domain = a.org\n[params] # main\nmail_domain = x.org\n\
+             max_load_1m = 3\n"
+        );
+        assert_eq!(
+            with_mail_domain("# x", "x.org"),
+            "# x\n[params]\nmail_domain = x.org\n"
+        );
+    }
+
+    #[test]
+    fn a_fresh_chatmail_ini_is_the_shipped_default_with_the_domain() {
+        let ini = chatmail_ini("x.org");
+        let (config, warnings) = Config::parse(&ini).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config,
+            Config::parse("[params]\nmail_domain = x.org\n").unwrap().0
+        );
+        assert_eq!(
+            ini.lines().count(),
+            chatmail_config::DEFAULT_INI.lines().count()
+        );
+        assert_eq!(ini.matches("mail_domain = x.org\n").count(), 1);
+        assert!(!ini.contains("#mail_domain"));
+    }
 
     fn config() -> Config {
         Config::parse("[params]\nmail_domain = chat.example.org\n")

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chatmail_config::Config;
+use chatmail_config::{Config, ConfigError};
 use chatmail_sandbox::render as shipped;
 
 use crate::files::{self, Roots};
@@ -219,22 +219,32 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
     let ini_name = PathBuf::from("/etc/chatmail/chatmail.ini");
     let ini_path = roots.host(&ini_name);
     let ini_old = files::read_optional(&ini_path).map_err(io_err("reading", &ini_path))?;
+    let config_err = |source| SetupError::Config {
+        path: ini_path.clone(),
+        source,
+    };
     let (config, ini_new) = match &ini_old {
-        Some(text) => {
-            let (config, _warnings) = Config::parse(text).map_err(|source| SetupError::Config {
-                path: ini_path.clone(),
-                source,
-            })?;
-            if config.mail_domain.to_ascii_lowercase() != requested.mail_domain {
-                return Err(SetupError::DomainMismatch {
-                    path: ini_path.clone(),
-                    configured: config.mail_domain,
-                    requested: domain,
-                });
+        Some(text) => match Config::parse(text) {
+            Ok((config, _warnings)) => {
+                if config.mail_domain.to_ascii_lowercase() != requested.mail_domain {
+                    return Err(SetupError::DomainMismatch {
+                        path: ini_path.clone(),
+                        configured: config.mail_domain,
+                        requested: domain,
+                    });
+                }
+                // Never rewritten once it has a domain: the operator owns it.
+                (config, text.clone())
             }
-            // Only ever written when missing: the operator owns it.
-            (config, text.clone())
-        }
+            // The package's commented default (or any file that only lacks
+            // the domain): set mail_domain, keep every other line.
+            Err(ConfigError::MissingKey { key: "mail_domain" }) => {
+                let text = render::with_mail_domain(text, &domain);
+                let (config, _warnings) = Config::parse(&text).map_err(config_err)?;
+                (config, text)
+            }
+            Err(source) => return Err(config_err(source)),
+        },
         None => (requested, render::chatmail_ini(&domain)),
     };
     let tls = TlsFiles::for_config(&config);

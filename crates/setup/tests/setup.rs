@@ -94,7 +94,8 @@ fn applies_the_snippets() {
     assert!(etc.join("dovecot/chatmail-push.lua").exists());
 
     let ini = fs::read_to_string(etc.join("chatmail/chatmail.ini")).unwrap();
-    assert!(ini.contains("\n[params]\nmail_domain = chat.example.org\n"));
+    assert!(ini.contains("\nmail_domain = chat.example.org\n"), "{ini}");
+    assert!(ini.contains("\n#max_mailbox_size = 500M\n"), "{ini}");
 
     let key = etc.join("ssl/private/chatmail.key");
     assert_eq!(
@@ -173,6 +174,67 @@ fn values_come_from_an_existing_chatmail_ini() {
     assert!(conf.contains("quota-warning 716 %h\n"), "{conf}");
     let main = fs::read_to_string(etc.join("postfix/main.cf")).unwrap();
     assert!(main.contains("\nmessage_size_limit = 10485760\n"));
+}
+
+/// What the Debian package installs as /etc/chatmail/chatmail.ini.
+const SHIPPED_INI: &str = include_str!("../../../packaging/chatmail.ini");
+
+#[test]
+fn the_packages_commented_chatmail_ini_gets_the_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    fs::create_dir_all(etc.join("chatmail")).unwrap();
+    let path = etc.join("chatmail/chatmail.ini");
+    fs::write(&path, SHIPPED_INI).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+
+    let (report, out) = run_setup(&etc, false);
+    assert!(!report.unchanged(), "{out}");
+    assert!(report.to_string().contains("updated"), "{report}");
+    let ini = fs::read_to_string(&path).unwrap();
+    let expected = SHIPPED_INI.replacen(
+        "\n#mail_domain = chat.example.org\n",
+        "\nmail_domain = chat.example.org\n",
+        1,
+    );
+    assert_ne!(expected, SHIPPED_INI, "no #mail_domain line to replace");
+    assert_eq!(ini, expected, "only the mail_domain line changes");
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640,
+        "the installed file's mode is kept"
+    );
+
+    let before = snapshot(&etc);
+    let (report, out) = run_setup(&etc, false);
+    assert!(report.unchanged(), "{out}");
+    assert_eq!(snapshot(&etc), before);
+
+    // A second relay's domain is refused once one is set.
+    let err = setup(
+        &SetupOptions {
+            domain: "other.org".into(),
+            etc: Some(etc.clone()),
+            dry_run: false,
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SetupError::DomainMismatch { .. }), "{err}");
+}
+
+#[test]
+fn the_commented_chatmail_ini_in_a_dry_run_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = debian_etc(dir.path());
+    fs::create_dir_all(etc.join("chatmail")).unwrap();
+    let path = etc.join("chatmail/chatmail.ini");
+    fs::write(&path, SHIPPED_INI).unwrap();
+    let (report, out) = run_setup(&etc, true);
+    assert!(!report.unchanged());
+    assert!(out.contains("-#mail_domain = chat.example.org\n"), "{out}");
+    assert!(out.contains("+mail_domain = chat.example.org\n"), "{out}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), SHIPPED_INI);
 }
 
 #[test]
