@@ -77,14 +77,41 @@ async fn start(world: &World, gateway: &Gateway) -> Server {
     world.start(options).await
 }
 
-#[tokio::test]
-async fn messagenew_nudges_the_inbox_and_leaves_it_empty() {
+/// A daemon with a short nudge delay, an account whose `new/` exists and a
+/// watch on it.
+struct Inbox {
+    _world: World,
+    dir: PathBuf,
+    watch: Watch,
+    gateway: Gateway,
+    server: Server,
+}
+
+async fn inbox() -> Inbox {
     let world = World::new();
     world.account(ADDR);
     let dir = new_dir(&world);
     let watch = Watch::new(&dir);
     let gateway = Gateway::start().await;
     let server = start(&world, &gateway).await;
+    Inbox {
+        _world: world,
+        dir,
+        watch,
+        gateway,
+        server,
+    }
+}
+
+#[tokio::test]
+async fn messagenew_nudges_the_inbox_and_leaves_it_empty() {
+    let Inbox {
+        _world,
+        dir,
+        watch,
+        gateway: _gateway,
+        server,
+    } = inbox().await;
     let mut c = server.client().await;
 
     assert_eq!(c.set(ADDR, &messagenew_key(), "").await, "O#\n");
@@ -95,12 +122,13 @@ async fn messagenew_nudges_the_inbox_and_leaves_it_empty() {
 
 #[tokio::test]
 async fn nudge_wakes_without_a_push() {
-    let world = World::new();
-    world.account(ADDR);
-    let dir = new_dir(&world);
-    let watch = Watch::new(&dir);
-    let gateway = Gateway::start().await;
-    let server = start(&world, &gateway).await;
+    let Inbox {
+        _world,
+        watch,
+        gateway,
+        server,
+        ..
+    } = inbox().await;
     let mut c = server.client().await;
     assert_eq!(c.set(ADDR, &devicetoken_key(), "tok1").await, "O#\n");
 
