@@ -66,9 +66,15 @@ def run_doctor(relay, postfix_config_dir=None):
 def test_the_live_relay_passes(relay):
     code, checks, output = run_doctor(relay)
     assert code == 0, output
-    assert {n for n, (s, _) in checks.items() if s == "OK"} == OK_CHECKS, output
-    assert set(checks) == OK_CHECKS | {"nocreate"}, output
+    assert {n for n, (s, _) in checks.items() if s == "OK"} - {"inotify"} == OK_CHECKS, output
+    assert set(checks) == OK_CHECKS | {"nocreate", "inotify"}, output
     assert checks["nocreate"][0] == "INFO", output
+    # The machine's limit, read back, and the sandbox's own IDLE connections
+    # counted (as root): OK at the package's value, INFO below it.
+    limit = int(open("/proc/sys/fs/inotify/max_user_instances").read())
+    status, detail = checks["inotify"]
+    assert status == ("OK" if limit >= 65536 else "INFO"), output
+    assert re.match(rf"\d+ in use by IMAP connections, fs.inotify.max_user_instances = {limit}", detail), output
     assert f"all {len(checks)} checks passed" in output, output
     # The figures are measured where the mailboxes are.
     assert relay.info["mailboxes_dir"] in checks["disk"][1], output

@@ -93,6 +93,9 @@ pub struct DoctorOptions {
     pub vmail_user: String,
     /// A certificate expiring within this many days fails.
     pub cert_margin_days: u32,
+    /// The kernel's `/proc` (the inotify limit and Dovecot's processes are
+    /// read there); tests point it at a fake.
+    pub proc: PathBuf,
     /// How long a daemon may take to answer. Short: a daemon that needs
     /// seconds for a lookup of nothing is as good as down for Postfix and
     /// Dovecot, and a stopped one must not hang the doctor.
@@ -119,6 +122,7 @@ impl DoctorOptions {
             vmail_user: chatmail_auth::VMAIL.into(),
             cert_margin_days: 14,
             timeout: Duration::from_secs(3),
+            proc: "/proc".into(),
         }
     }
 
@@ -323,6 +327,10 @@ pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
             .probe(&dir)
             .map_err(|e| e.to_string());
         checks.extend(resource_checks(config, &opts.config, &dir, &measured));
+        checks.push(inotify_check(
+            read_inotify_limit(&opts.proc.join(INOTIFY_LIMIT_IN_PROC)),
+            count_imap_inotify(&opts.proc),
+        ));
         let nocreate = opts.roots.host(&config.nocreate_file);
         checks.push(Check {
             status: Status::Info,
@@ -751,6 +759,93 @@ fn check_mailboxes(opts: &DoctorOptions, dir: &Path) -> Check {
     }
 }
 
+/// The kernel's per-user limit of inotify instances, under `/proc`.
+pub const INOTIFY_LIMIT_IN_PROC: &str = "sys/fs/inotify/max_user_instances";
+/// What the package's `/usr/lib/sysctl.d/60-chatmail-helpers.conf` sets.
+pub const INOTIFY_PACKAGE_LIMIT: u64 = 65536;
+
+/// The `inotify` line. Every IMAP connection in IDLE, and every one Dovecot
+/// has hibernated, holds one inotify instance created as vmail, the user
+/// all mailboxes run as (docs/latency.md); past the limit Dovecot polls new
+/// IDLE connections every 30 s and cannot hibernate them. `used` counts
+/// those instances when they could be counted (root can). Less than half
+/// the limit left fails; a limit below the package's value is reported as
+/// information only: a small relay may never need more.
+pub fn inotify_check(limit: Result<u64, String>, used: Option<u64>) -> Check {
+    let limit = match limit {
+        Ok(limit) => limit,
+        Err(e) => {
+            return Check {
+                status: Status::Info,
+                name: "inotify".into(),
+                detail: format!("cannot read fs.inotify.max_user_instances: {e}"),
+                fix: None,
+            };
+        }
+    };
+    let in_use = used.map_or_else(String::new, |u| format!("{u} in use by IMAP connections, "));
+    let detail = format!("{in_use}fs.inotify.max_user_instances = {limit}");
+    let fix = format!(
+        "sysctl -w fs.inotify.max_user_instances={INOTIFY_PACKAGE_LIMIT} and keep it in \
+         /etc/sysctl.d/ (the package installs /usr/lib/sysctl.d/60-chatmail-helpers.conf)"
+    );
+    if used.is_some_and(|u| u.saturating_mul(2) > limit) {
+        return Check::fail(
+            "inotify",
+            format!(
+                "{detail}: less than half left; past it IDLE connections are polled every 30 s"
+            ),
+            fix,
+        );
+    }
+    if limit < INOTIFY_PACKAGE_LIMIT {
+        return Check {
+            status: Status::Info,
+            name: "inotify".into(),
+            detail: format!(
+                "{detail}: each connected device needs one; raise it before {limit} devices \
+                 connect ({fix})"
+            ),
+            fix: None,
+        };
+    }
+    Check::ok("inotify", detail)
+}
+
+fn read_inotify_limit(path: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{:?}: {e}", text.trim()))
+}
+
+/// The inotify instances held by Dovecot's `imap` and `imap-hibernate`
+/// processes under `proc`; `None` when any of them cannot be read (not
+/// root), rather than a count that is too low.
+fn count_imap_inotify(proc: &Path) -> Option<u64> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(proc).ok()?.flatten() {
+        let pid_dir = entry.path();
+        let Ok(comm) = std::fs::read_to_string(pid_dir.join("comm")) else {
+            continue; // not a process, or it just exited
+        };
+        if !matches!(comm.trim_end(), "imap" | "imap-hibernate") {
+            continue;
+        }
+        let fds = match std::fs::read_dir(pid_dir.join("fd")) {
+            Ok(fds) => fds,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t == Path::new("anon_inode:inotify")) {
+                count += 1;
+            }
+        }
+    }
+    Some(count)
+}
+
 /// The free disk and memory lines: the account-creation rules of
 /// `chatmail auth` ([`rules::check_disk`], [`rules::check_memory`]) applied
 /// to what was measured (`dir` is the mailboxes directory on this machine,
@@ -950,6 +1045,89 @@ mod tests {
         let [d, m] = resource_checks(&config, ini, dir, &Err("no /proc".into()));
         assert_eq!((d.status, m.status), (Status::Fail, Status::Fail));
         assert_eq!(m.detail, "cannot measure: no /proc");
+    }
+
+    #[test]
+    fn inotify_lines() {
+        // (limit, instances in use, verdict, start of the detail)
+        type Case = (Result<u64, String>, Option<u64>, Status, &'static str);
+        let cases: &[Case] = &[
+            (
+                Ok(65536),
+                Some(10),
+                Status::Ok,
+                "10 in use by IMAP connections, fs.inotify.max_user_instances = 65536",
+            ),
+            (
+                Ok(65536),
+                None,
+                Status::Ok,
+                "fs.inotify.max_user_instances = 65536",
+            ),
+            (
+                Ok(128),
+                Some(3),
+                Status::Info,
+                "3 in use by IMAP connections, fs.inotify.max_user_instances = 128: each",
+            ),
+            (Ok(128), Some(64), Status::Info, "64 in use"),
+            (
+                Ok(128),
+                Some(65),
+                Status::Fail,
+                "65 in use by IMAP connections, fs.inotify.max_user_instances = 128: less than half left",
+            ),
+            (Ok(65536), Some(40000), Status::Fail, "40000 in use"),
+            (
+                Ok(128),
+                None,
+                Status::Info,
+                "fs.inotify.max_user_instances = 128: each",
+            ),
+            (
+                Err("denied".into()),
+                Some(1),
+                Status::Info,
+                "cannot read fs.inotify.max_user_instances: denied",
+            ),
+        ];
+        for (limit, used, status, detail) in cases {
+            let c = inotify_check(limit.clone(), *used);
+            assert_eq!(c.name, "inotify");
+            assert_eq!(c.status, *status, "{c:?}");
+            assert!(c.detail.starts_with(detail), "{c:?}");
+            assert_eq!(c.fix.is_some(), c.status == Status::Fail, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn inotify_instances_are_counted_per_imap_process() {
+        let proc = tempfile::tempdir().unwrap();
+        let p = proc.path();
+        for (pid, comm, fds) in [
+            ("10", "imap\n", &["anon_inode:inotify", "socket:[1]"][..]),
+            (
+                "11",
+                "imap-hibernate\n",
+                &["anon_inode:inotify", "anon_inode:inotify"][..],
+            ),
+            ("12", "dovecot\n", &["anon_inode:inotify"][..]),
+        ] {
+            std::fs::create_dir_all(p.join(pid).join("fd")).unwrap();
+            std::fs::write(p.join(pid).join("comm"), comm).unwrap();
+            for (i, target) in fds.iter().enumerate() {
+                std::os::unix::fs::symlink(target, p.join(pid).join("fd").join(i.to_string()))
+                    .unwrap();
+            }
+        }
+        std::fs::write(p.join("uptime"), "1 2\n").unwrap();
+        assert_eq!(count_imap_inotify(p), Some(3));
+        assert_eq!(count_imap_inotify(&p.join("missing")), None);
+        let limit = p.join("max_user_instances");
+        std::fs::write(&limit, "128\n").unwrap();
+        assert_eq!(read_inotify_limit(&limit), Ok(128));
+        std::fs::write(&limit, "x").unwrap();
+        assert!(read_inotify_limit(&limit).is_err());
     }
 
     #[test]
