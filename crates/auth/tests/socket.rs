@@ -229,3 +229,75 @@ async fn iterate_lists_accounts_and_writes_are_refused() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_lookup_sees_the_password_file_on_disk() {
+    let server = AuthServer::start().await;
+    let mut c = server.client().await;
+    let addr = format!("abcdefghi@{DOMAIN}");
+    let dir = server.mailbox_dir(&addr);
+    let store = chatmail_mailbox::Store::from_config(&server.config);
+    let mailbox = store.mailbox(&addr).unwrap();
+    let first = reply_json(&c.passdb("password1", &addr).await)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Past the window in which a written file is never cached, so what
+    // follows are cached entries that must be found stale.
+    tokio::time::sleep(
+        chatmail_mailbox::cache::RACY_WINDOW + std::time::Duration::from_millis(200),
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            reply_json(&c.passdb("x", &addr).await)["password"],
+            first.as_str()
+        );
+    }
+
+    // Another process rewrites the hash in place, same length, old mtime.
+    let second: String = first
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    assert_ne!(second, first);
+    let path = dir.join("password");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(f);
+    assert_eq!(
+        reply_json(&c.passdb("x", &addr).await)["password"],
+        second.as_str()
+    );
+
+    // The directory removed (expiry): userdb no longer finds it, and passdb
+    // with refused creation neither.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let userdb = format!("Lshared/userdb/{addr}\t{addr}\n");
+    assert_eq!(c.request(&userdb).await, "N\n");
+    std::fs::write(&server.config.nocreate_file, "").unwrap();
+    assert_eq!(c.passdb("password1", &addr).await, "N\n");
+
+    // Created again by another process.
+    let third = format!("{first}x");
+    mailbox.create(&third).unwrap();
+    assert_eq!(
+        reply_json(&c.passdb("x", &addr).await)["password"],
+        third.as_str()
+    );
+    assert!(c.request(&userdb).await.starts_with("O{"));
+    server.shutdown().await;
+}

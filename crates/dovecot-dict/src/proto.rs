@@ -411,20 +411,25 @@ impl Reply {
 
 /// Appends `s` tab-escaped (Dovecot `str_append_tabescaped`, plus NUL).
 pub fn tab_escape_into(s: &str, out: &mut Vec<u8>) {
-    for &b in s.as_bytes() {
-        let esc = match b {
+    let mut rest = s.as_bytes();
+    out.reserve(rest.len());
+    // Values rarely need escaping: copy the runs between special bytes whole.
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| matches!(b, 0 | 1 | b'\t' | b'\r' | b'\n'))
+    {
+        let esc = match rest[i] {
             0 => b'0',
             1 => b'1',
             b'\t' => b't',
             b'\r' => b'r',
-            b'\n' => b'n',
-            _ => {
-                out.push(b);
-                continue;
-            }
+            _ => b'n',
         };
+        out.extend_from_slice(&rest[..i]);
         out.extend_from_slice(&[1, esc]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// `s` tab-escaped (Dovecot `str_tabescape`, plus NUL).

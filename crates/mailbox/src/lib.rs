@@ -12,9 +12,11 @@
 //! - `metadata.json`: IMAP METADATA values, see [`Metadata`];
 //! - Dovecot's Maildir (`cur/`, `new/`, `tmp/`, `maildirsize`, `dovecot*`), not touched here.
 //!
-//! This crate reads and writes the first three; it never deletes anything.
+//! This crate reads and writes the first three; it never deletes anything. Daemons that read
+//! `password` at login rates use a [`PasswordCache`], which `stat`s the file on every read.
 
 mod atomic;
+pub mod cache;
 mod metadata;
 
 use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions};
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 pub use atomic::write_atomic;
+pub use cache::PasswordCache;
 pub use metadata::Metadata;
 
 /// File holding the password hash; its mtime is the last-login day.
