@@ -8,7 +8,10 @@
 //!   after the commit, which turns a burst of `messagenew`s into one fsync;
 //! - the delivery loop: claims due rows (at most `max_in_flight` POSTs at
 //!   once) and sleeps until the next row is due, a new row arrives, or a
-//!   POST ends;
+//!   POST ends. Every POST that ended meanwhile frees its slot before the
+//!   next claim, so slots are refilled in batches, and a claim commits
+//!   nothing but expired rows (which rows are in flight is kept in memory,
+//!   see [`crate::queue`]): its commit does not wait for the disk;
 //! - one task per POST, sharing one HTTP/2 client: all POSTs are
 //!   multiplexed over one reused connection (h2 via ALPN for `https://`,
 //!   prior knowledge for cleartext `http://`).
@@ -20,6 +23,7 @@
 //! Tokens are secrets that identify devices: logs only carry
 //! [`token_tag`], a short hash.
 
+use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::thread;
@@ -317,7 +321,13 @@ impl Delivery {
 
 async fn delivery_loop(ctx: Arc<Ctx>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut in_flight = JoinSet::new();
+    // Row ids of the POSTs in `in_flight`.
+    let mut started = HashSet::new();
     loop {
+        // Ended POSTs still count in `len()` until joined.
+        while let Some(ended) = in_flight.try_join_next() {
+            forget(&mut started, ended);
+        }
         let free = ctx.options.max_in_flight.saturating_sub(in_flight.len());
         let now = ctx.clock.now();
         let claimed = ctx.queue.call(move |q| q.claim(now, free)).await;
@@ -335,6 +345,7 @@ async fn delivery_loop(ctx: Arc<Ctx>, wake: Arc<Notify>, mut stop: watch::Receiv
                     );
                 }
                 for item in items {
+                    started.insert(item.id);
                     in_flight.spawn(attempt(Arc::clone(&ctx), item));
                 }
                 next_due
@@ -342,6 +353,15 @@ async fn delivery_loop(ctx: Arc<Ctx>, wake: Arc<Notify>, mut stop: watch::Receiv
             Err(QueueError::Closed) => break,
             Err(e) => {
                 tracing::error!("push queue: {e}");
+                // The claim may have marked rows that were never started.
+                let keep = started.clone();
+                let _ = ctx
+                    .queue
+                    .call(move |q| {
+                        q.release_all_but(&keep);
+                        Ok(())
+                    })
+                    .await;
                 tokio::select! {
                     _ = stop.changed() => break,
                     () = tokio::time::sleep(Duration::from_secs(5)) => continue,
@@ -359,12 +379,25 @@ async fn delivery_loop(ctx: Arc<Ctx>, wake: Arc<Notify>, mut stop: watch::Receiv
         tokio::select! {
             _ = stop.changed() => break,
             () = wake.notified() => {}
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => {
+                forget(&mut started, ended);
+            }
             () = sleep => {}
         }
     }
     in_flight.abort_all();
     while in_flight.join_next().await.is_some() {}
+}
+
+/// Drops the row id an ended POST task returned from `started`.
+fn forget(started: &mut HashSet<i64>, ended: Result<i64, tokio::task::JoinError>) {
+    match ended {
+        Ok(id) => {
+            started.remove(&id);
+        }
+        // Only an abort (on stop) or a panic ends a task without its id.
+        Err(e) => tracing::error!("push notification task ended: {e}"),
+    }
 }
 
 /// What the gateway said.
@@ -393,7 +426,8 @@ async fn post(ctx: &Ctx, token: &str) -> Answer {
     }
 }
 
-async fn attempt(ctx: Arc<Ctx>, item: Item) {
+/// POSTs `item` and records the outcome; returns its row id.
+async fn attempt(ctx: Arc<Ctx>, item: Item) -> i64 {
     let tag = token_tag(&item.token);
     let answer = post(&ctx, &item.token).await;
     let outcome = match &answer {
@@ -439,6 +473,7 @@ async fn attempt(ctx: Arc<Ctx>, item: Item) {
         ),
         Err(e) => tracing::error!(token = %tag, "push queue: {e}"),
     }
+    id
 }
 
 #[cfg(test)]

@@ -18,7 +18,17 @@
 //! 4096 s); after the 5th failure, or when the next attempt would fall
 //! more than 5 h after the notification was queued, it is given up.
 //! Unlike chatmaild the attempt count survives a restart.
+//!
+//! Which rows are in flight is kept in memory, not in the table: it is
+//! not durable state (every claim ends with the process), and writing it
+//! would cost a commit, so an fsync, per claim. The `claimed` column is
+//! kept for databases written by earlier versions and is always 0.
+//! A claim therefore writes nothing but expired rows, and reads in
+//! `(next_ts, id)` order along the `queue_due` index, stopping after
+//! `limit` rows: its cost does not grow with the number of waiting rows.
 
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -106,15 +116,49 @@ pub fn next_attempt(start_ts: i64, attempts: i64, now: i64) -> Option<i64> {
     (at <= start_ts + DROP_DEADLINE).then_some(at)
 }
 
+/// The rows whose POST is in flight and their tokens.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// Row id -> (addr, token).
+    rows: HashMap<i64, (String, String)>,
+    /// (addr, token) of every row in `rows`: one POST per token at a time.
+    tokens: HashSet<(String, String)>,
+}
+
+impl InFlight {
+    fn insert(&mut self, item: &Item) {
+        let key = (item.addr.clone(), item.token.clone());
+        self.tokens.insert(key.clone());
+        self.rows.insert(item.id, key);
+    }
+
+    fn remove(&mut self, id: i64) {
+        if let Some(key) = self.rows.remove(&id) {
+            self.tokens.remove(&key);
+        }
+    }
+
+    fn token_busy(&self, addr: &str, token: &str) -> bool {
+        // A borrowed-tuple lookup would need a custom key type; the set
+        // holds at most `max_in_flight` entries, so the allocation is cheap.
+        self.tokens.contains(&(addr.to_owned(), token.to_owned()))
+    }
+}
+
 /// The queue database.
 pub struct Queue {
     conn: Connection,
+    /// Rows handed out by [`Queue::claim`] and not yet finished.
+    in_flight: RefCell<InFlight>,
+    /// The `now` of the last expiry sweep: rows only expire as time
+    /// passes (see [`Queue::claim`]), so one sweep per second suffices.
+    swept_at: Cell<Option<i64>>,
 }
 
 impl Queue {
-    /// Opens (creating if needed) the queue at `path` and marks every row as
-    /// not in flight: whatever was in flight when the last process ended
-    /// gets sent again.
+    /// Opens (creating if needed) the queue at `path` with no row in
+    /// flight: whatever was in flight when the last process ended gets sent
+    /// again.
     ///
     /// # Errors
     ///
@@ -149,7 +193,11 @@ impl Queue {
              CREATE INDEX IF NOT EXISTS queue_token ON queue (addr, token);
              UPDATE queue SET claimed = 0 WHERE claimed != 0;",
         )?;
-        Ok(Queue { conn })
+        Ok(Queue {
+            conn,
+            in_flight: RefCell::default(),
+            swept_at: Cell::new(None),
+        })
     }
 
     /// The connection, for grouping several calls in one transaction.
@@ -171,16 +219,20 @@ impl Queue {
         start_ts: i64,
         now: i64,
     ) -> Result<bool, QueueError> {
-        let waiting: Option<i64> = self
+        // At most two rows match: one in flight and one waiting.
+        let untried: Vec<i64> = self
             .conn
-            .prepare_cached(
-                "SELECT id FROM queue
-                 WHERE addr = ?1 AND token = ?2 AND attempts = 0 AND claimed = 0 LIMIT 1",
-            )?
-            .query_row(params![addr, token], |r| r.get(0))
-            .optional()?;
-        if waiting.is_some() {
+            .prepare_cached("SELECT id FROM queue WHERE addr = ?1 AND token = ?2 AND attempts = 0")?
+            .query_map(params![addr, token], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let in_flight = self.in_flight.borrow();
+        if untried.iter().any(|id| !in_flight.rows.contains_key(id)) {
             return Ok(false);
+        }
+        drop(in_flight);
+        if start_ts < now {
+            // Backdated (imported) rows may be expired already.
+            self.swept_at.set(None);
         }
         self.conn
             .prepare_cached(
@@ -192,56 +244,110 @@ impl Queue {
     }
 
     /// Marks up to `limit` due notifications as in flight and returns them,
-    /// oldest due first; gives up waiting ones past their deadline.
+    /// oldest due first, skipping tokens with a POST in flight; gives up
+    /// waiting ones past their deadline.
+    ///
+    /// The marks live in memory: if the transaction this runs in is not
+    /// committed, the caller must drop the claims with
+    /// [`Queue::release_all_but`] or the rows wait until the next restart.
     ///
     /// # Errors
     ///
-    /// SQLite errors.
+    /// SQLite errors; then nothing is marked.
     pub fn claim(&self, now: i64, limit: usize) -> Result<Claimed, QueueError> {
         let mut claimed = Claimed::default();
-        let cutoff = now - DROP_DEADLINE;
-        claimed.expired = self.select(
-            "SELECT id, addr, token, start_ts, attempts FROM queue
-             WHERE claimed = 0 AND start_ts < ?1",
-            params![cutoff],
+        if self.swept_at.get() != Some(now) {
+            // A row only expires as `now` passes its deadline: a retry is
+            // never scheduled past it (`next_attempt`) and new rows start
+            // now, so one sweep per second of `now` finds them all.
+            claimed.expired = self.expire(now)?;
+            self.swept_at.set(Some(now));
+        }
+        let mut in_flight = self.in_flight.borrow_mut();
+        // Along the `queue_due` index, so no sort: rows in flight and rows
+        // whose token is in flight (at most a few per POST in flight) are
+        // skipped; the first other row ends the scan once `limit` rows are
+        // taken or if it is not due yet (it is then `next_due`).
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, addr, token, start_ts, attempts, next_ts FROM queue
+             WHERE claimed = 0 ORDER BY next_ts, id",
         )?;
-        self.conn
-            .prepare_cached("DELETE FROM queue WHERE claimed = 0 AND start_ts < ?1")?
-            .execute(params![cutoff])?;
-        if limit > 0 {
+        let mut rows = stmt.query([])?;
+        let mut picked = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            if in_flight.rows.contains_key(&id) {
+                continue;
+            }
+            let addr: String = row.get(1)?;
+            let token: String = row.get(2)?;
             // One POST per token at a time: while one is in flight, later
             // rows for the same token wait (and coalesce new messages), so
             // a stalled gateway sees at most two POSTs per token.
-            let due = self.select(
-                "SELECT id, addr, token, start_ts, attempts FROM queue q
-                 WHERE claimed = 0 AND next_ts <= ?1 AND NOT EXISTS (
-                     SELECT 1 FROM queue f
-                     WHERE f.claimed = 1 AND f.addr = q.addr AND f.token = q.token)
-                 ORDER BY next_ts, id LIMIT ?2",
-                params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
-            )?;
-            let mut seen = std::collections::HashSet::new();
-            claimed.items = due
-                .into_iter()
-                .filter(|item| seen.insert((item.addr.clone(), item.token.clone())))
-                .collect();
-            let mut mark = self
-                .conn
-                .prepare_cached("UPDATE queue SET claimed = 1 WHERE id = ?1")?;
-            for item in &claimed.items {
-                mark.execute(params![item.id])?;
+            if in_flight.token_busy(&addr, &token)
+                || picked
+                    .iter()
+                    .any(|i: &Item| i.addr == addr && i.token == token)
+            {
+                continue;
             }
+            let start_ts: i64 = row.get(3)?;
+            if start_ts < now - DROP_DEADLINE {
+                // Past its deadline but not swept (the sweep's transaction
+                // was rolled back): never sent, swept within a second.
+                continue;
+            }
+            let next_ts: i64 = row.get(5)?;
+            if next_ts > now || picked.len() >= limit {
+                claimed.next_due = Some(next_ts);
+                break;
+            }
+            picked.push(Item {
+                id,
+                addr,
+                token,
+                start_ts,
+                attempts: row.get(4)?,
+            });
         }
-        claimed.next_due = self
-            .conn
-            .prepare_cached(
-                "SELECT MIN(next_ts) FROM queue q
-                 WHERE claimed = 0 AND NOT EXISTS (
-                     SELECT 1 FROM queue f
-                     WHERE f.claimed = 1 AND f.addr = q.addr AND f.token = q.token)",
-            )?
-            .query_row([], |r| r.get(0))?;
+        // Marked only once every read succeeded.
+        for item in &picked {
+            in_flight.insert(item);
+        }
+        claimed.items = picked;
         Ok(claimed)
+    }
+
+    /// Deletes the rows not in flight that were queued more than
+    /// [`DROP_DEADLINE`] before `now`, and returns them.
+    fn expire(&self, now: i64) -> Result<Vec<Item>, QueueError> {
+        let cutoff = now - DROP_DEADLINE;
+        let in_flight = self.in_flight.borrow();
+        let expired: Vec<Item> = self
+            .select(
+                "SELECT id, addr, token, start_ts, attempts FROM queue WHERE start_ts < ?1",
+                params![cutoff],
+            )?
+            .into_iter()
+            .filter(|item| !in_flight.rows.contains_key(&item.id))
+            .collect();
+        let mut delete = self
+            .conn
+            .prepare_cached("DELETE FROM queue WHERE id = ?1")?;
+        for item in &expired {
+            delete.execute(params![item.id])?;
+        }
+        Ok(expired)
+    }
+
+    /// Drops the in-flight mark of every row not in `started`: for a claim
+    /// whose result never reached the caller (its commit failed), so those
+    /// rows are claimed again.
+    pub fn release_all_but(&self, started: &HashSet<i64>) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        let in_flight = &mut *in_flight;
+        in_flight.rows.retain(|id, _| started.contains(id));
+        in_flight.tokens = in_flight.rows.values().cloned().collect();
     }
 
     fn select(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Item>, QueueError> {
@@ -264,6 +370,9 @@ impl Queue {
     ///
     /// SQLite errors.
     pub fn finish(&self, id: i64, outcome: Outcome, now: i64) -> Result<Finished, QueueError> {
+        // Released even if what follows fails: the row, if it is still
+        // there, is then claimed and sent again rather than stuck.
+        self.in_flight.borrow_mut().remove(id);
         let row: Option<(i64, i64)> = self
             .conn
             .prepare_cached("SELECT start_ts, attempts FROM queue WHERE id = ?1")?
@@ -280,8 +389,7 @@ impl Queue {
             Some(at) => {
                 self.conn
                     .prepare_cached(
-                        "UPDATE queue SET attempts = attempts + 1, next_ts = ?2, claimed = 0
-                         WHERE id = ?1",
+                        "UPDATE queue SET attempts = attempts + 1, next_ts = ?2 WHERE id = ?1",
                     )?
                     .execute(params![id, at])?;
                 Ok(Finished::Retry(at))
@@ -433,6 +541,92 @@ mod tests {
                 Finished::Done => panic!(),
             }
         }
+        assert!(q.is_empty().unwrap());
+    }
+
+    #[test]
+    fn claim_skips_busy_tokens_and_reports_the_next_free_row() {
+        let (_dir, q) = queue();
+        q.enqueue("a@x", "t", T0, T0).unwrap();
+        let a = q.claim(T0, 10).unwrap().items;
+        assert_eq!(a.len(), 1);
+        // Behind a's POST: one waiting row for a, then two other tokens,
+        // one due later.
+        assert!(q.enqueue("a@x", "t", T0 + 1, T0 + 1).unwrap());
+        q.enqueue("b@x", "t", T0 + 1, T0 + 1).unwrap();
+        q.conn()
+            .execute(
+                "INSERT INTO queue (addr, token, start_ts, attempts, next_ts)
+                 VALUES ('c@x', 't', ?1, 1, ?2)",
+                params![T0, T0 + 50],
+            )
+            .unwrap();
+        let c = q.claim(T0 + 2, 0).unwrap();
+        assert!(c.items.is_empty());
+        assert_eq!(c.next_due, Some(T0 + 1), "b's row, not a's");
+        let c = q.claim(T0 + 2, 10).unwrap();
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].addr, "b@x");
+        assert_eq!(c.next_due, Some(T0 + 50), "c's row; a's waits for its POST");
+        // Claimed rows are not handed out twice.
+        assert!(q.claim(T0 + 2, 10).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn claims_are_not_written_to_the_database() {
+        // In flight is not durable state: a claim commits nothing, so a
+        // restart (and a second reader) sees every row as waiting.
+        let (dir, q) = queue();
+        q.enqueue("a@x", "t", T0, T0).unwrap();
+        q.conn().execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(q.claim(T0, 10).unwrap().items.len(), 1);
+        assert_eq!(q.conn().total_changes(), 1, "only the enqueue wrote");
+        q.conn().execute_batch("COMMIT").unwrap();
+        let other = Connection::open(dir.path().join("q.sqlite")).unwrap();
+        let claimed: i64 = other
+            .query_row("SELECT COUNT(*) FROM queue WHERE claimed != 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(claimed, 0);
+    }
+
+    #[test]
+    fn release_all_but_hands_out_unstarted_claims_again() {
+        let (_dir, q) = queue();
+        q.enqueue("a@x", "1", T0, T0).unwrap();
+        q.enqueue("a@x", "2", T0, T0).unwrap();
+        let c = q.claim(T0, 10).unwrap();
+        assert_eq!(c.items.len(), 2);
+        let started = std::collections::HashSet::from([c.items[0].id]);
+        q.release_all_but(&started);
+        let again = q.claim(T0, 10).unwrap();
+        assert_eq!(again.items, [c.items[1].clone()]);
+        // The started one is still in flight: its token stays blocked.
+        assert!(q.enqueue("a@x", "1", T0, T0).unwrap());
+        assert!(q.claim(T0, 10).unwrap().items.is_empty());
+        q.finish(c.items[0].id, Outcome::Done, T0).unwrap();
+        assert_eq!(q.claim(T0, 10).unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn expiry_follows_the_clock_and_spares_rows_in_flight() {
+        let (_dir, q) = queue();
+        q.enqueue("a@x", "1", T0, T0).unwrap();
+        q.enqueue("a@x", "2", T0, T0).unwrap();
+        let first = q.claim(T0, 1).unwrap();
+        assert!(first.expired.is_empty());
+        let late = T0 + DROP_DEADLINE + 1;
+        let c = q.claim(late, 0).unwrap();
+        assert_eq!(c.expired.len(), 1, "the waiting row, not the one in flight");
+        assert_ne!(c.expired[0].id, first.items[0].id);
+        // A backdated row queued within the same second is still swept.
+        q.enqueue("b@x", "1", T0, late).unwrap();
+        assert_eq!(q.claim(late, 10).unwrap().expired.len(), 1);
+        assert_eq!(
+            q.finish(first.items[0].id, Outcome::Failed, late).unwrap(),
+            Finished::GivenUp
+        );
         assert!(q.is_empty().unwrap());
     }
 
