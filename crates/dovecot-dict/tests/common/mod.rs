@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dovecot_dict::{CommitResult, Handler, LookupResult, Op, ServerOptions, Transaction, serve};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -137,46 +137,4 @@ impl Drop for TestServer {
     }
 }
 
-/// Reads exactly `want.len()` bytes (5 s at most) and compares them.
-pub async fn expect(c: &mut UnixStream, want: &[u8]) {
-    let mut got = vec![0u8; want.len()];
-    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut got))
-        .await
-        .unwrap_or_else(|_| panic!("timeout waiting for {:?}", want.escape_ascii().to_string()))
-        .unwrap();
-    assert_eq!(
-        got.escape_ascii().to_string(),
-        want.escape_ascii().to_string()
-    );
-}
-
-/// Sends `req` and expects exactly `want` back.
-pub async fn roundtrip(c: &mut UnixStream, req: &[u8], want: &[u8]) {
-    c.write_all(req).await.unwrap();
-    expect(c, want).await;
-}
-
-/// Asserts nothing arrives within `ms` milliseconds.
-pub async fn expect_silence(c: &mut UnixStream, ms: u64) {
-    let mut b = [0u8; 1];
-    if let Ok(r) = tokio::time::timeout(Duration::from_millis(ms), c.read(&mut b)).await {
-        panic!(
-            "expected silence, got {r:?} {:?}",
-            b.escape_ascii().to_string()
-        );
-    }
-}
-
-/// Asserts the server closes the connection (5 s at most), sending nothing more.
-pub async fn expect_eof(c: &mut UnixStream) {
-    let mut rest = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
-        .await
-        .expect("connection not closed");
-    // A reset also means closed: the kernel sends one when the server
-    // closes with input it did not read.
-    if let Err(e) = r {
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
-    }
-    assert_eq!(rest.escape_ascii().to_string(), "");
-}
+pub use chatmail_wire_test::*;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use chatmail_config::Config;
 use chatmail_mailbox::Store;
 use chatmail_policy::FakeRelativeClock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -115,21 +114,4 @@ pub fn data(sasl: &str, recipients: usize, instance: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Reads exactly `want.len()` bytes (5 s at most) and compares them.
-pub async fn expect(c: &mut UnixStream, want: &[u8]) {
-    let mut got = vec![0u8; want.len()];
-    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut got))
-        .await
-        .unwrap_or_else(|_| panic!("timeout waiting for {:?}", want.escape_ascii().to_string()))
-        .unwrap();
-    assert_eq!(
-        got.escape_ascii().to_string(),
-        want.escape_ascii().to_string()
-    );
-}
-
-/// Sends `req` and expects exactly `want` back.
-pub async fn roundtrip(c: &mut UnixStream, req: &[u8], want: &[u8]) {
-    c.write_all(req).await.unwrap();
-    expect(c, want).await;
-}
+pub use chatmail_wire_test::*;
