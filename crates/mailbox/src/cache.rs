@@ -134,14 +134,7 @@ impl PasswordCache {
         let key = path.as_os_str().as_bytes();
         let meta = match fs::metadata(&path) {
             Ok(meta) => meta,
-            Err(e) => {
-                self.lock().remove(key);
-                return if e.kind() == io::ErrorKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
+            Err(e) => return self.forget(key, e),
         };
         if let Some(entry) = self.lock().get(key)
             && entry.stamp == Stamp::of(&meta)
@@ -149,6 +142,17 @@ impl PasswordCache {
             return Ok(entry.hash.clone());
         }
         self.read(&path)
+    }
+
+    /// Drops `key` after `e` reading its file: no file is no account, any
+    /// other error is the caller's.
+    fn forget(&self, key: &[u8], e: io::Error) -> io::Result<Option<Arc<str>>> {
+        self.lock().remove(key);
+        if e.kind() == io::ErrorKind::NotFound {
+            Ok(None)
+        } else {
+            Err(e)
+        }
     }
 
     /// Reads the file and caches it if its ctime is old enough.
@@ -167,17 +171,9 @@ impl PasswordCache {
         });
         let (stamp, text) = match read {
             Ok(read) => read,
-            Err(e) => {
-                self.lock().remove(key);
-                return if e.kind() == io::ErrorKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
+            Err(e) => return self.forget(key, e),
         };
-        let hash = text.trim();
-        let hash = (!hash.is_empty()).then(|| Arc::<str>::from(hash));
+        let hash = crate::stored_hash(&text).map(Arc::<str>::from);
         let mut entries = self.lock();
         if !stamp.settled(now, self.window) || self.capacity == 0 {
             entries.remove(key);

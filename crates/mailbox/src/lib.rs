@@ -234,10 +234,7 @@ impl Mailbox {
     /// I/O errors other than `NotFound`; `InvalidData` when the file is not UTF-8.
     pub fn password_hash(&self) -> io::Result<Option<String>> {
         match fs::read_to_string(self.password_path()) {
-            Ok(text) => {
-                let hash = text.trim();
-                Ok((!hash.is_empty()).then(|| hash.to_owned()))
-            }
+            Ok(text) => Ok(stored_hash(&text).map(str::to_owned)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -376,6 +373,13 @@ impl Mailbox {
         let json = serde_json::to_vec(metadata).map_err(io::Error::other)?;
         write_atomic(&self.metadata_path(), &json)
     }
+}
+
+/// The hash a `password` file's `text` holds: trimmed, `None` when empty
+/// (see [`Mailbox::password_hash`]).
+fn stored_hash(text: &str) -> Option<&str> {
+    let hash = text.trim();
+    (!hash.is_empty()).then_some(hash)
 }
 
 #[cfg(test)]
