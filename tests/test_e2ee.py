@@ -10,9 +10,8 @@ import smtplib
 from pathlib import Path
 
 import pytest
-from conftest import encrypted_message, make_test_mail
+from conftest import PASSWORD, encrypted_message, make_test_mail
 
-PASSWORD = "s3cret-password"
 ENCRYPTION_NEEDED = (523, b"5.7.1 Encryption Needed: Invalid Unencrypted Mail")
 FROM_MISMATCH = (554, b"5.7.1 Invalid FROM: the From header must be the envelope sender")
 
@@ -33,14 +32,6 @@ def send(smtp, case):
     except smtplib.SMTPSenderRefused as e:
         return e.smtp_code, e.smtp_error
     return 250, b""
-
-
-@pytest.fixture(scope="module")
-def accounts(relay):
-    a, b = relay.fresh_addr(), relay.fresh_addr()
-    for addr in (a, b):
-        relay.imap_login(addr, PASSWORD).logout()
-    return a, b
 
 
 def test_outgoing_corpus(relay, accounts):

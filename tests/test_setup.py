@@ -138,24 +138,28 @@ def unit(daemon):
 
 
 class SetupTree:
-    """A copy of this machine's stock /etc/postfix and /etc/dovecot with
-    `chatmail setup` applied twice (and once more with --dry-run)."""
+    """A copy of the stock /etc/postfix and /etc/dovecot of `root` (this
+    machine's by default) with `chatmail setup` applied twice (and once more
+    with --dry-run). `owners`: whether the certificate directories keep the
+    owner and group ids they have in `root`."""
 
-    def __init__(self, top):
+    def __init__(self, top, root=Path("/"), owners=True):
         self.top = top
         self.etc = top / "etc"
         self.etc.mkdir()
         for d in ["postfix", "dovecot"]:
-            assert Path("/etc", d).is_dir(), f"/etc/{d} missing: run scripts/install-deps"
-            run("cp", "-a", f"/etc/{d}", self.etc)
+            src = root / "etc" / d
+            assert src.is_dir(), f"{src} missing: run scripts/install-deps"
+            run("cp", "-a", src, self.etc)
         # The certificate directories every Debian machine has, as they are
-        # here (setup makes its self-signed certificate in them).
+        # in the root (setup makes its self-signed certificate in them).
         for d in ["ssl", "ssl/certs", "ssl/private"]:
-            src, dst = Path("/etc", d), self.etc / d
+            src, dst = root / "etc" / d, self.etc / d
             dst.mkdir()
             if src.is_dir():
                 st = src.stat()
-                os.chown(dst, st.st_uid, st.st_gid)
+                if owners:
+                    os.chown(dst, st.st_uid, st.st_gid)
                 dst.chmod(stat.S_IMODE(st.st_mode))
         self.stock_paths = set()
         for f in self.etc.rglob("*"):
@@ -180,6 +184,9 @@ class PrivateRelay:
     """Postfix and Dovecot started from a SetupTree plus the test overlay,
     and our daemons, all private to one test directory."""
 
+    # The Dovecot instance's name, with a random suffix.
+    INSTANCE = "chatmail-setup-test"
+
     def __init__(self, tree):
         self.tree = tree
         self.top = tree.top
@@ -194,6 +201,8 @@ class PrivateRelay:
         self.children = {}
         self.postfix_started = False
         self.dovecot_started = False
+        # What runs Postfix's and Dovecot's programs: nothing, this machine's.
+        self.wrapper = []
         ports = free_ports(5)
         self.ports = dict(zip(["smtp", "submission", "submissions", "imap", "imaps"], ports))
 
@@ -211,9 +220,31 @@ class PrivateRelay:
             out.append(f"--- {f.name}\n" + "\n".join(lines))
         return "\n".join(out)
 
+    def cmd(self, program, *args):
+        """A command line of Postfix's or Dovecot's `program`."""
+        return [*self.wrapper, program, *args]
+
     # -- starting ---------------------------------------------------------
 
     def start(self):
+        self.prepare()
+        self.postfix_before = self.postfix_config()
+        self.postfix_overlay()
+        self.postfix_after = self.postfix_config()
+        self.dovecot_overlay()
+
+        for daemon in DAEMONS:
+            self.start_daemon(daemon)
+        self.dovecot_started = True
+        run(*self.cmd("dovecot", "-c", self.dovecot_conf))
+        self.postfix_started = True
+        run(*self.cmd("postfix", "-c", self.postfix_dir, "start"))
+        for name, port in self.ports.items():
+            wait_for(f"{name} on port {port}", lambda: port_open(port), logs=self.logs)
+
+    def prepare(self):
+        """The test directory's run, log, queue and mail directories, the
+        binary and chatmail.ini."""
         vmail = ensure_vmail()
         for d in [self.run_dir, self.log_dir, self.queue, self.top / "lib/dovecot"]:
             d.mkdir(parents=True, exist_ok=True)
@@ -235,20 +266,6 @@ class PrivateRelay:
         self.ini = self.run_dir / "chatmail.ini"
         self.write_ini()
 
-        self.postfix_before = self.postfix_config()
-        self.postfix_overlay()
-        self.postfix_after = self.postfix_config()
-        self.dovecot_overlay()
-
-        for daemon in DAEMONS:
-            self.start_daemon(daemon)
-        self.dovecot_started = True
-        run("dovecot", "-c", self.dovecot_conf)
-        self.postfix_started = True
-        run("postfix", "-c", self.postfix_dir, "start")
-        for name, port in self.ports.items():
-            wait_for(f"{name} on port {port}", lambda: port_open(port), logs=self.logs)
-
     def write_ini(self):
         """setup's chatmail.ini with the mailboxes in the test directory."""
         overrides = {
@@ -256,6 +273,8 @@ class PrivateRelay:
             "nocreate_file": str(self.top / "chatmail-nocreate"),
             # A test machine is busy: account creation must not refuse for load.
             "max_load_1m": "1000",
+            # The DKIM key setup created in the tree.
+            "dkim_key_file": str(self.etc / "dkimkeys/opendkim.private"),
         }
         lines = [
             line
@@ -266,25 +285,30 @@ class PrivateRelay:
         self.ini.write_text("\n".join(lines) + "\n")
 
     def postfix_config(self):
+        postconf = self.cmd("postconf", "-c", self.postfix_dir)
         main = dict(
             line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "")
-            for line in output("postconf", "-c", self.postfix_dir, "-n").splitlines()
+            for line in output(*postconf, "-n").splitlines()
         )
         master = {}
-        for line in output("postconf", "-c", self.postfix_dir, "-M").splitlines():
+        for line in output(*postconf, "-M").splitlines():
             fields = line.split()
             master[(fields[0], fields[1])] = fields[2:]
         return main, master
 
-    def postfix_overlay(self):
-        pc = ["postconf", "-c", self.postfix_dir]
-        self.main_overlay = {
+    def postfix_main(self):
+        """The main.cf settings of the overlay."""
+        return {
             "queue_directory": str(self.queue),
             "data_directory": str(self.top / "lib/postfix"),
             # No syslog here: Postfix logs to a file.
             "maillog_file": str(self.log_dir / "postfix.log"),
             "maillog_file_prefixes": str(self.top),
         }
+
+    def postfix_overlay(self):
+        pc = self.cmd("postconf", "-c", self.postfix_dir)
+        self.main_overlay = self.postfix_main()
         run(*pc, "-e", *(f"{k}={v}" for k, v in self.main_overlay.items()))
         for service in INET_SERVICES:
             line = output(*pc, "-M", f"{service}/inet").strip()
@@ -296,20 +320,15 @@ class PrivateRelay:
         # A private queue directory has no chroot jail set up.
         run(*pc, "-F", "*/*/chroot=n")
 
-    def dovecot_overlay(self):
-        """Debian's dovecot.conf ends with `!include_try local.conf`: the
-        overlay goes there, so every file setup wrote is read as written."""
+    def dovecot_instance(self, *settings):
+        """The first lines of the Dovecot overlay: a private instance on
+        loopback ports (`settings` go first)."""
         assert re.search(r"^!include_try local\.conf$", self.dovecot_conf.read_text(), re.M)
-        settings = dict(
-            line.split("=", 1)
-            for line in output("doveconf", "-c", self.dovecot_conf, "-S").splitlines()
-            if "=" in line
-        )
-        parts = [
+        return [
             "# Test overlay: a private instance on loopback ports.",
-            f"base_dir = {self.run_dir}/dovecot",
+            *settings,
             f"state_dir = {self.top}/lib/dovecot",
-            f"instance_name = chatmail-setup-test-{uuid.uuid4().hex[:8]}",
+            f"instance_name = {self.INSTANCE}-{uuid.uuid4().hex[:8]}",
             f"log_path = {self.log_dir}/dovecot.log",
             "listen = 127.0.0.1",
             "service imap-login {",
@@ -317,6 +336,18 @@ class PrivateRelay:
             f"  inet_listener imaps {{\n    port = {self.ports['imaps']}\n  }}",
             "}",
         ]
+
+    def dovecot_overlay(self):
+        """Debian's dovecot.conf ends with `!include_try local.conf`: the
+        overlay goes there, so every file setup wrote is read as written."""
+        parts = self.dovecot_instance(f"base_dir = {self.run_dir}/dovecot")
+        settings = dict(
+            line.split("=", 1)
+            for line in output(
+                *self.cmd("doveconf", "-c", self.dovecot_conf, "-S")
+            ).splitlines()
+            if "=" in line
+        )
         # Unix listeners outside base_dir (in Postfix's queue directory).
         self.listeners = []
         for key, path in settings.items():
@@ -390,7 +421,7 @@ class PrivateRelay:
 
     def stop(self):
         if self.postfix_started and (self.queue / "pid/master.pid").exists():
-            run("postfix", "-c", self.postfix_dir, "stop", check=False)
+            run(*self.cmd("postfix", "-c", self.postfix_dir, "stop"), check=False)
         pid_file = self.run_dir / "dovecot/master.pid"
         if self.dovecot_started and pid_file.exists():
             pid = int(pid_file.read_text().strip())
@@ -465,26 +496,36 @@ class _SMTP(smtplib.SMTP):
         return socket.create_connection(("127.0.0.1", self._loopback_port), timeout)
 
 
-@pytest.fixture(scope="module")
-def setup_tree():
+def tree_in_tmp(prefix, **tree_args):
+    """A SetupTree in a new directory under /tmp, removed after use (a
+    fixture's body)."""
     assert CHATMAIL_BIN.exists(), f"{CHATMAIL_BIN} not built (cargo build)"
     # Not pytest's tmp_path: its 0700 parents would lock out the vmail user.
-    top = Path(tempfile.mkdtemp(prefix="chatmail-setup-", dir="/tmp"))
+    top = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     top.chmod(0o755)
     try:
-        yield SetupTree(top)
+        yield SetupTree(top, **tree_args)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def relay(setup_tree):
-    relay = PrivateRelay(setup_tree)
+def started(relay):
+    """`relay` running, stopped after use (a fixture's body)."""
     try:
         relay.start()
         yield relay
     finally:
         relay.stop()
+
+
+@pytest.fixture(scope="module")
+def setup_tree():
+    yield from tree_in_tmp("chatmail-setup-")
+
+
+@pytest.fixture(scope="module")
+def relay(setup_tree):
+    yield from started(PrivateRelay(setup_tree))
 
 
 def fresh_addr():
@@ -509,6 +550,10 @@ def test_setup_applies_everything_on_the_first_run(setup_tree):
     for f in ["postfix/master.cf", "dovecot/conf.d/10-auth.conf"]:
         assert f"updated {etc / f}\n" in out, out
     assert "created a self-signed certificate" in out, out
+    key = etc / "dkimkeys/opendkim.private"
+    assert f"created DKIM key {key} (publish its record: chatmail dns)\n" in out, out
+    assert key.stat().st_mode & 0o777 == 0o640
+    assert key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
     assert (etc / "postfix/main.cf").is_file()
     assert "configuration unchanged" not in out
 
@@ -524,6 +569,7 @@ def test_a_second_setup_run_changes_nothing(setup_tree):
     assert "configuration unchanged" in t.second, t.second
     assert not re.search(r"^\s*(created|updated)\b", t.second, re.M), t.second
     assert "certificate" not in t.second, t.second
+    assert f"unchanged DKIM key {t.etc / 'dkimkeys/opendkim.private'}" in t.second, t.second
     # A dry run after it has nothing to show either.
     assert t.after_dry_run == t.after_second
     assert "configuration unchanged" in t.dry_run, t.dry_run

@@ -12,7 +12,11 @@ Maildir new/ + cur/), over 1 and over --conns connections:
 
   1. as configured: `smtpd_milters = chatmail/milter.socket`, the policy
      service at RCPT and DATA;
-  2. the same Postfix without them (`postconf -e smtpd_milters=
+  2. the same, but with a second `chatmail milter` and `chatmail policy`
+     started without their metrics endpoints (the sandbox's own serve
+     metrics, docs/metrics.md) and Postfix pointed at them: what the
+     metrics cost;
+  3. the same Postfix without them (`postconf -e smtpd_milters=
      smtpd_recipient_restrictions= smtpd_data_restrictions=`, `postfix
      reload`): the limit measured in the same run.
 
@@ -82,6 +86,8 @@ def load() -> str:
 class Sandbox:
     def __init__(self, chatmail: Path, state: Path):
         self.state = state
+        self.chatmail = chatmail
+        self.plain: list[subprocess.Popen] = []
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o755)
         (state / "etc").mkdir(exist_ok=True)
@@ -117,6 +123,9 @@ class Sandbox:
         self.ctx.check_hostname = False
 
     def stop(self) -> None:
+        for p in self.plain:
+            p.terminate()
+            p.wait()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -128,6 +137,38 @@ class Sandbox:
 
     def postfix(self, *args: str) -> None:
         subprocess.run(args, check=True, capture_output=True)
+
+    def without_metrics(self) -> dict[str, int]:
+        """Starts a milter and a policy service without metrics next to
+        the sandbox's, as the sandbox runs its own (user vmail, group
+        postfix), and points Postfix at them; returns their pids."""
+        d = self.relay["postfix_config_dir"]
+        pids = {}
+        self.plain = []
+        for name in ("milter", "policy"):
+            sock = Path(self.relay["sockets"][name]).with_name(f"{name}-nometrics.socket")
+            proc = subprocess.Popen(
+                # The sandbox's copy of the binary: vmail can reach it.
+                [str(self.state / "bin/chatmail"), name, "--config", self.relay["config"], "--listen", f"unix:{sock}"],
+                user="vmail", group="postfix", stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=open(self.state / f"{name}-nometrics.log", "wb"),
+            )
+            self.plain.append(proc)
+            deadline = time.monotonic() + 10
+            while not sock.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"chatmail {name} without metrics did not start")
+                time.sleep(0.05)
+            pids[name] = proc.pid
+        policy = "check_policy_service { unix:chatmail/policy-nometrics.socket, timeout=10s, default_action=DEFER_IF_PERMIT }"
+        self.postfix(
+            "postconf", "-c", d, "-e",
+            "smtpd_milters=unix:chatmail/milter-nometrics.socket",
+            f"smtpd_recipient_restrictions={policy}", f"smtpd_data_restrictions={policy}",
+        )
+        self.postfix("postfix", "-c", d, "reload")
+        time.sleep(2)
+        return pids
 
     def without_milter_and_policy(self) -> None:
         d = self.relay["postfix_config_dir"]
@@ -269,7 +310,8 @@ def main() -> None:
         password = "bench-password-" + rand_localpart()
         domain = sb.relay["domain"]
         senders = [f"{rand_localpart()}@{domain}" for _ in range(n)]
-        rows = [(phase, conns) for phase in ("with", "without") for conns in (1, n)]
+        phases = ("with", "nometrics", "without")
+        rows = [(phase, conns) for phase in phases for conns in (1, n)]
         # The rules only compare From with the envelope sender, so one
         # message per sender serves every row's recipients.
         rcpts = {row: [f"{rand_localpart()}@{domain}" for _ in range(row[1])] for row in rows}
@@ -287,7 +329,12 @@ def main() -> None:
             flush=True,
         )
         results = {}
-        for phase in ("with", "without"):
+        names = {"with": "with milter+policy", "nometrics": "  same, metrics off", "without": "without milter+policy"}
+        rss_with = {}
+        for phase in phases:
+            if phase == "nometrics":
+                rss_with = {k: rss_kib(v) for k, v in pids.items()}
+                pids = sb.without_metrics()
             if phase == "without":
                 sb.without_milter_and_policy()
             for conns in (1, n):
@@ -297,7 +344,7 @@ def main() -> None:
                     f"{k} {v / 1024:.1f} MB" for k, v in res["peak_rss"].items()
                 )
                 print(
-                    f"{phase + ' milter+policy':<24} {conns:>3} conns: "
+                    f"{names[phase]:<24} {conns:>3} conns: "
                     f"{res['rate']:7.1f} msgs/s delivered ({res['delivered']}/{res['sent']} "
                     f"in {res['wall']:.1f} s; submitted {res['submit_rate']:.1f}/s), DATA->250 p50 {pct(res['lat'], 50) * 1000:.1f} ms "
                     f"p99 {pct(res['lat'], 99) * 1000:.1f} ms; peak RSS {rss}; load {load()}",
@@ -319,11 +366,21 @@ def main() -> None:
                 f"           submission alone (accepted while sending): {w['submit_rate']:.1f} / "
                 f"{wo['submit_rate']:.1f} msgs/s, ratio {sub:.2f}"
             )
-        for name, pid in pids.items():
+        for conns in (1, n):
+            w, off = results[("with", conns)], results[("nometrics", conns)]
+            ratio = w["rate"] / off["rate"] if off["rate"] else float("nan")
             print(
-                f"chatmail {name} (pid {pid}): peak RSS under load "
-                f"{max(results[('with', c)]['peak_rss'][name] for c in (1, n)) / 1024:.1f} MB, "
-                f"now {rss_kib(pid) / 1024:.1f} MB"
+                f"{conns:>3} conns: metrics on / off {w['rate']:.1f} / {off['rate']:.1f} msgs/s, "
+                f"ratio {ratio:.3f} (target >= 0.98); DATA->250 p50 "
+                f"{pct(w['lat'], 50) * 1000:.2f} / {pct(off['lat'], 50) * 1000:.2f} ms"
+            )
+        for name, pid in pids.items():
+            peak_on = max(results[("with", c)]["peak_rss"][name] for c in (1, n))
+            peak_off = max(results[("nometrics", c)]["peak_rss"][name] for c in (1, n))
+            print(
+                f"chatmail {name}: peak RSS under load, metrics on {peak_on / 1024:.1f} MB, "
+                f"off {peak_off / 1024:.1f} MB (delta {(peak_on - peak_off) / 1024:+.2f} MB); "
+                f"after the rows on {rss_with[name] / 1024:.1f} MB, off {rss_kib(pid) / 1024:.1f} MB"
             )
     finally:
         sb.stop()

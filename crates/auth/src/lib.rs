@@ -2,21 +2,22 @@
 //! dict protocol (see the `dovecot-dict` crate) from the mailbox store.
 //!
 //! A passdb lookup of an unknown address of our domain creates the account
-//! when the rules of DESIGN.md allow it ("Account creation"): the password
+//! when the rules of docs/design.md allow it ("Account creation"): the password
 //! file is written once, race-free, and Dovecot then verifies the login
 //! against the stored `{SHA512-CRYPT}` hash itself, exactly as for an old
-//! account. Keys are described in [`keys`], rules in [`rules`].
+//! account. Keys are described in [`keys`], the rules in
+//! [`chatmail_accounts::rules`].
 //!
 //! Every lookup reflects the `password` file on disk as it is at that moment; it is read
 //! through a [`PasswordCache`], so a lookup of a known account costs one `stat` rather than
 //! an open, read and close.
+//!
+//! Owns the passdb/userdb answers; the account rules are `chatmail-accounts`'.
+//! Builds on `dovecot-dict`, `accounts`, `mailbox`, `config`, `net`, `metrics`;
+//! must not depend on another daemon crate, `setup` or `sandbox`
+//! (docs/design.md, "Crates").
 
-#![forbid(unsafe_code)]
-
-pub mod credentials;
 pub mod keys;
-pub mod probe;
-pub mod rules;
 
 use std::future::Future;
 use std::io;
@@ -27,18 +28,17 @@ use chatmail_mailbox::{Created, Mailbox, PasswordCache, Store};
 use chatmail_net::Listener;
 use dovecot_dict::{CommitResult, Handler, LookupResult, ServerOptions, Transaction};
 
-pub use crate::credentials::{fresh_credentials, hash_password};
-use crate::keys::{AuthKey, USERDB_PREFIX};
-use crate::probe::{ResourceProbe, SystemProbe};
+use chatmail_accounts::probe::{ResourceProbe, SystemProbe};
+use chatmail_accounts::{VMAIL, hash_password, rules};
 
-/// The Unix user and group that own every mailbox (Dovecot's `mail_uid`).
-pub const VMAIL: &str = "vmail";
+use crate::keys::{AuthKey, USERDB_PREFIX};
 
 /// Serves Dovecot's passdb/userdb lookups on `listener` until `shutdown`.
 ///
 /// # Errors
-/// Only when accepting connections fails for good; a failing request is
-/// answered with a dict failure and logged.
+/// None at present: accept failures are logged and retried (see
+/// [`chatmail_net::serve_connections`]); a failing request is answered
+/// with a dict failure and logged.
 pub async fn run(
     listener: Listener,
     config: Arc<Config>,
@@ -83,21 +83,48 @@ impl AuthHandler {
     }
 
     async fn passdb(&self, user: &str, password: &str) -> LookupResult {
+        // Before anything else: with the hash in the reply Dovecot would
+        // hash this password itself.
+        if let Err(refusal) = rules::check_password_length(password) {
+            tracing::info!(addr = user, "login refused: {refusal}");
+            return LookupResult::NotFound;
+        }
         let mailbox = match self.store.mailbox(user) {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(addr = user, "login refused: {e}");
+                chatmail_metrics::auth().invalid();
                 return LookupResult::NotFound;
             }
         };
+        // A DISABLED marker refuses the login, and keeps an account from
+        // being created under the address.
+        match mailbox.is_disabled() {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(addr = user, "login refused: the address is disabled");
+                return LookupResult::NotFound;
+            }
+            Err(e) => return failed(&mailbox, "checking the DISABLED marker", &e),
+        }
         match self.passwords.password_hash(&mailbox) {
-            Ok(Some(hash)) => return found(&mailbox, Some(&hash)),
+            Ok(Some(hash)) => {
+                chatmail_metrics::auth().found();
+                return found(&mailbox, Some(&hash));
+            }
             Ok(None) => {}
             Err(e) => return failed(&mailbox, "reading the password file", &e),
         }
-        let nocreate = self.config.nocreate_file.exists();
         let localpart = user.rsplit_once('@').map_or(user, |(l, _)| l);
-        let admissible = rules::check_request(&self.config, nocreate, localpart, password)
+        let admissible = match self.config.nocreate_file.try_exists() {
+            Ok(nocreate) => Ok(nocreate),
+            Err(e) => {
+                tracing::error!("cannot check the nocreate file: {e}");
+                Err(rules::Refusal::Undecided)
+            }
+        };
+        let admissible = admissible
+            .and_then(|nocreate| rules::check_request(&self.config, nocreate, localpart, password))
             .and_then(|()| match self.probe.probe(&self.config.mailboxes_dir) {
                 Ok(res) => rules::check_resources(&self.config, &res),
                 Err(e) => {
@@ -106,9 +133,17 @@ impl AuthHandler {
                 }
             });
         if let Err(refusal) = admissible {
+            if refusal.is_temporary() {
+                // Unknown whether the account may be created: Dovecot must
+                // fail the login temporarily, not report a wrong password.
+                tracing::warn!(addr = user, "account creation undecided: {refusal}");
+                return LookupResult::Failed("temporary failure".into());
+            }
             tracing::info!(addr = user, "account not created: {refusal}");
+            chatmail_metrics::auth().refused(refusal.kind());
             return LookupResult::NotFound;
         }
+        let started = std::time::Instant::now();
         let password = password.to_owned();
         let mb = mailbox.clone();
         // Hashing takes milliseconds: keep it off the reactor threads.
@@ -121,12 +156,14 @@ impl AuthHandler {
         match created {
             Ok((Created::New, hash)) => {
                 tracing::info!(addr = user, "account created");
+                chatmail_metrics::auth().created(started);
                 found(&mailbox, Some(&hash))
             }
             Ok((Created::Existing(hash), _)) => {
                 // A concurrent first login won; Dovecot checks our password
                 // against the winner's hash.
                 tracing::info!(addr = user, "account created by a concurrent login");
+                chatmail_metrics::auth().found();
                 found(&mailbox, Some(&hash))
             }
             Err(e) => failed(&mailbox, "creating the account", &e),
@@ -164,7 +201,7 @@ impl Handler for AuthHandler {
         _user: Option<&str>,
     ) -> Result<Vec<(String, String)>, String> {
         if path != USERDB_PREFIX {
-            return Err(format!("cannot iterate {path}"));
+            return Err(dovecot_dict::cannot_iterate(path));
         }
         let addrs = self.store.addresses().map_err(|e| {
             tracing::error!("listing mailboxes: {e}");
@@ -217,6 +254,7 @@ fn account_json(mailbox: &Mailbox, hash: Option<&str>) -> io::Result<String> {
 
 fn failed(mailbox: &Mailbox, doing: &str, e: &io::Error) -> LookupResult {
     tracing::error!(addr = mailbox.addr(), "{doing}: {e}");
+    chatmail_metrics::auth().failed();
     LookupResult::Failed("internal error".into())
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use chatmail_auth::rules::Resources;
+use chatmail_accounts::rules::Resources;
 use common::{AuthServer, DOMAIN};
 use sha_crypt::{PasswordVerifier, ShaCrypt};
 
@@ -299,5 +299,56 @@ async fn every_lookup_sees_the_password_file_on_disk() {
         third.as_str()
     );
     assert!(c.request(&userdb).await.starts_with("O{"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn overlong_passwords_fail_every_login_without_hashing() {
+    let server = AuthServer::start().await;
+    let mut c = server.client().await;
+    let addr = format!("abcdefghi@{DOMAIN}");
+    let created = reply_json(&c.passdb("password1", &addr).await);
+    let at_cap = "p".repeat(256);
+    let other = format!("bcdefghij@{DOMAIN}");
+    assert!(c.passdb(&at_cap, &other).await.starts_with("O{"));
+
+    // Without the hash Dovecot has nothing to hash the password against.
+    let over = "p".repeat(257);
+    assert_eq!(c.passdb(&over, &addr).await, "N\n");
+    let new = format!("cdefghijk@{DOMAIN}");
+    assert_eq!(c.passdb(&over, &new).await, "N\n");
+    assert!(!server.mailbox_dir(&new).exists());
+    // 64 KB once cost seconds of CPU per attempt; now nothing is hashed.
+    let huge = "p".repeat(65_000);
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(c.passdb(&huge, &new).await, "N\n");
+    }
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    assert!(!server.mailbox_dir(&new).exists());
+
+    // The connection and a new one keep serving.
+    assert_eq!(reply_json(&c.passdb("password1", &addr).await), created);
+    let mut d = server.client().await;
+    assert_eq!(reply_json(&d.passdb("password1", &addr).await), created);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unmeasurable_machine_fails_creation_temporarily() {
+    let server = AuthServer::start().await;
+    let mut c = server.client().await;
+    let addr = format!("abcdefghi@{DOMAIN}");
+    // EMFILE while reading /proc: no file descriptor left to decide with.
+    *server.probe.1.lock().unwrap() = Some(24);
+    assert_eq!(c.passdb("password1", &addr).await, "Ftemporary failure\n");
+    assert!(!server.mailbox_dir(&addr).exists());
+    // A rule that says no is still a plain no.
+    assert_eq!(c.passdb("short", &addr).await, "N\n");
+
+    *server.probe.1.lock().unwrap() = None;
+    assert!(c.passdb("password1", &addr).await.starts_with("O{"));
+    let mut d = server.client().await;
+    assert!(d.passdb("password1", &addr).await.starts_with("O{"));
     server.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! `chatmail bench expire`: the daily expiry over a large synthetic mailbox
+//! `chatmail-bench expire`: the daily expiry over a large synthetic mailbox
 //! tree, against the physical limit measured in the same run: a bare
 //! parallel walk that only lists every directory and `lstat`s every entry,
 //! which any expiry has to do at least. Then the real run, which deletes.
@@ -19,9 +19,9 @@ pub fn run(mailboxes: usize, messages: usize) -> io::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("mail");
     let t = Instant::now();
-    let tree = chatmail_expire::bench::synthetic_tree(&dir, mailboxes, messages, 1)?;
+    let tree = chatmail_expire::synthetic::synthetic_tree(&dir, mailboxes, messages, 1)?;
     println!(
-        "chatmail bench expire: {} mailboxes ({} inactive), {} messages ({} old), built in {:.1} s",
+        "chatmail-bench expire: {} mailboxes ({} inactive), {} messages ({} old), built in {:.1} s",
         tree.mailboxes,
         tree.inactive_mailboxes,
         tree.messages,

@@ -1,4 +1,4 @@
-//! `chatmail bench`: throughput and latency of our daemons, each reported as
+//! `chatmail-bench dict`: throughput and latency of our daemons, each reported as
 //! a ratio to a ceiling measured in the same run on the same machine: a raw
 //! Unix-socket server that answers every line with a line (the same framing
 //! as the Dovecot dict protocol, no work in between).
@@ -6,11 +6,15 @@
 //! The daemon under test runs as its own process (`chatmail auth`, exactly as
 //! deployed), so its CPU time and memory can be read from `/proc`. Nothing
 //! here is asserted: the figures are for people.
+//!
+//! Only the `chatmail-bench` binary links this crate; the shipped `chatmail`
+//! binary must never depend on it (docs/design.md, "Crates").
 
-#![forbid(unsafe_code)]
-
+pub mod dkim;
 pub mod expire;
 pub mod metadata;
+pub mod metrics;
+pub mod milter;
 pub mod rules;
 
 use std::io;
@@ -32,8 +36,10 @@ pub struct Options {
     pub seconds: f64,
     /// Accounts created before measuring lookups.
     pub users: usize,
-    /// The `chatmail` binary (runs the daemon and the echo server).
+    /// The `chatmail` binary (runs the daemon).
     pub exe: PathBuf,
+    /// The `chatmail-bench` binary (runs the echo server).
+    pub bench: PathBuf,
 }
 
 /// Lookups made before reading the daemon's memory, so the figure is its
@@ -48,28 +54,16 @@ const PASSWORD: &str = "bench-password-1";
 /// When a server cannot be started or a connection fails.
 pub async fn run(opts: Options) -> io::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let mailboxes = tmp.path().join("mail");
-    let ini = tmp.path().join("chatmail.ini");
-    // The benchmark itself loads the machine: lift the resource limits so
-    // they measure creation, not refusal.
-    std::fs::write(
-        &ini,
-        format!(
-            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\nnocreate_file = {}\n\
-             max_load_1m = 1000\nmin_available_memory = 0\nmin_free_disk_space = 0\n",
-            mailboxes.display(),
-            tmp.path().join("nocreate").display()
-        ),
-    )?;
+    let ini = write_auth_ini(tmp.path())?;
     let echo_sock = tmp.path().join("echo.socket");
     let auth_sock = tmp.path().join("auth.socket");
-    let mut echo = spawn(&opts.exe, &["bench-echo-server"], &echo_sock, None, None).await?;
+    let mut echo = spawn(&opts.bench, &["echo-server"], &echo_sock, None, None).await?;
     let mut auth = spawn(&opts.exe, &["auth"], &auth_sock, Some(&ini), None).await?;
     let auth_pid = auth.id().unwrap_or(0);
     let secs = Duration::from_secs_f64(opts.seconds);
 
     println!(
-        "chatmail bench dict: {} cores, {:.1} s per row, chatmail auth as its own process",
+        "chatmail-bench dict: {} cores, {:.1} s per row, chatmail auth as its own process",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         opts.seconds
     );
@@ -174,6 +168,24 @@ pub async fn echo_server(addr: &ListenAddr) -> io::Result<()> {
     }
 }
 
+/// Writes `dir/chatmail.ini` for `chatmail auth` with its mailboxes in
+/// `dir/mail`; the path of the file.
+fn write_auth_ini(dir: &Path) -> io::Result<PathBuf> {
+    let ini = dir.join("chatmail.ini");
+    // The benchmark itself loads the machine: lift the resource limits so
+    // they measure creation, not refusal.
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\nnocreate_file = {}\n\
+             max_load_1m = 1000\nmin_available_memory = 0\nmin_free_disk_space = 0\n",
+            dir.join("mail").display(),
+            dir.join("nocreate").display()
+        ),
+    )?;
+    Ok(ini)
+}
+
 fn passdb_key(localpart: &str) -> String {
     format!("Lshared/passdb/{PASSWORD}\"{localpart}@{DOMAIN}\t{localpart}@{DOMAIN}\n")
 }
@@ -187,7 +199,21 @@ async fn spawn(
     ini: Option<&Path>,
     log: Option<&Path>,
 ) -> io::Result<Child> {
+    spawn_env(exe, args, sock, ini, log, &[]).await
+}
+
+/// [`spawn`] with these environment variables set (as its systemd unit
+/// sets them).
+async fn spawn_env(
+    exe: &Path,
+    args: &[&str],
+    sock: &Path,
+    ini: Option<&Path>,
+    log: Option<&Path>,
+    env: &[(&str, &str)],
+) -> io::Result<Child> {
     let mut cmd = Command::new(exe);
+    cmd.envs(env.iter().copied());
     cmd.args(args)
         .arg("--listen")
         .arg(format!("unix:{}", sock.display()))
@@ -311,14 +337,33 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// (VmRSS, VmHWM) in KiB from `/proc/PID/status`.
 fn memory_kib(pid: u32) -> (u64, u64) {
+    let [rss, hwm] = status_kib(pid, ["VmRSS:", "VmHWM:"]);
+    (rss, hwm)
+}
+
+/// The values (KiB) of these `/proc/PID/status` fields, each named with
+/// its colon; 0 for one that is missing or unreadable.
+fn status_kib<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_of_this_process() {
+        let [rss, hwm, missing] = status_kib(std::process::id(), ["VmRSS:", "VmHWM:", "NoSuch:"]);
+        assert!(rss > 0 && hwm >= rss, "VmRSS {rss} VmHWM {hwm}");
+        assert_eq!(missing, 0);
+        assert!(memory_kib(std::process::id()).0 > 0);
+    }
 }

@@ -1,4 +1,4 @@
-//! `chatmail bench metadata`: `chatmail metadata` as its own process, as
+//! `chatmail-bench metadata`: `chatmail metadata` as its own process, as
 //! deployed, over a temporary mailbox store, pushing to an in-process
 //! cleartext HTTP/2 (h2c) stand-in for the notification gateway:
 //!
@@ -20,7 +20,6 @@
 //! rates here are largely the disk's; the ratio to the echo ceiling says
 //! how much of the socket round trip they leave.
 
-use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,15 +27,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chatmail_mailbox::{Metadata, Store};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use chatmail_push_gateway_stub::Gateway;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-
-use tokio::sync::{mpsc, watch};
 
 use crate::{Run, cpu_seconds, memory_kib, print_row, spawn};
 
@@ -48,8 +42,10 @@ const PASSWORD_HASH: &str = "{SHA512-CRYPT}$6$x$y";
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `chatmail` binary (runs the daemon and the echo server).
+    /// The `chatmail` binary (runs the daemon).
     pub exe: PathBuf,
+    /// The `chatmail-bench` binary (runs the echo server).
+    pub bench: PathBuf,
     /// Seconds per registration row.
     pub seconds: f64,
     /// Accounts created (with `Mailbox::create`) for (a) to (c); each gets
@@ -71,9 +67,10 @@ pub struct Options {
 impl Options {
     /// The defaults: 3 s rows, 2000 accounts, 2000 notifications, 1000
     /// latency samples, 100k tokens (at most 120 s) and 10k queued.
-    pub fn new(exe: PathBuf) -> Options {
+    pub fn new(exe: PathBuf, bench: PathBuf) -> Options {
         Options {
             exe,
+            bench,
             seconds: 3.0,
             users: 2000,
             notifications: 2000,
@@ -114,7 +111,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
     let users = opts.users.max(1);
     let notifications = opts.notifications.clamp(1, users);
     println!(
-        "chatmail bench metadata: {} cores, chatmail metadata as its own process, \
+        "chatmail-bench metadata: {} cores, chatmail metadata as its own process, \
          queue and mailboxes on {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         tmp.path().display()
@@ -127,12 +124,12 @@ pub async fn run(opts: Options) -> io::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let gateway = Gateway::start().await?;
+    let gateway = Gateway::start().await;
     let ini = tmp.path().join("chatmail.ini");
     write_ini(&ini, &mailboxes, &gateway.url)?;
     let echo_sock = tmp.path().join("echo.socket");
     let sock = tmp.path().join("metadata.socket");
-    let mut echo = spawn(&opts.exe, &["bench-echo-server"], &echo_sock, None, None).await?;
+    let mut echo = spawn(&opts.bench, &["echo-server"], &echo_sock, None, None).await?;
     let mut daemon = spawn(
         &opts.exe,
         &["metadata"],
@@ -193,7 +190,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
     );
     for held in [true, false] {
         gateway.drain();
-        gateway.hold(held);
+        gateway.hold_all(held);
         let mut c = Dict::connect(&sock).await?;
         let t0 = Instant::now();
         for n in 0..notifications {
@@ -201,10 +198,10 @@ pub async fn run(opts: Options) -> io::Result<()> {
         }
         let queued = t0.elapsed();
         let t_release = Instant::now();
-        gateway.hold(false);
+        gateway.hold_all(false);
         let mut got = 0;
         while got < notifications {
-            gateway.recv().await?;
+            next_post(&gateway).await?;
             got += 1;
         }
         let done = Instant::now();
@@ -247,7 +244,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
         c.set(&addr(n), &messagenew_key(), "").await?;
         let acked = Instant::now();
         let arrived = loop {
-            let (tok, at) = gateway.recv().await?;
+            let (tok, at) = next_post(&gateway).await?;
             if tok == token(n) {
                 break at;
             }
@@ -380,7 +377,8 @@ fn write_ini(path: &Path, mailboxes: &Path, push_url: &str) -> io::Result<()> {
     std::fs::write(
         path,
         format!(
-            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npush_notification_url = {push_url}\n",
+            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\npush_notification_url = {push_url}\n\
+             push_notification_h2c = true\n",
             mailboxes.display()
         ),
     )
@@ -559,87 +557,11 @@ fn ms(d: Duration) -> f64 {
 
 // ------------------------------------------------------------- gateway
 
-/// The stand-in notification gateway: h2c on 127.0.0.1, answers 200 to
-/// every POST and reports (token, time answered) on a channel; while held,
-/// requests wait before being answered.
-struct Gateway {
-    url: String,
-    held: watch::Sender<bool>,
-    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Instant)>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Gateway {
-    async fn start() -> io::Result<Gateway> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/notify", listener.local_addr()?);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (held, _) = watch::channel(false);
-        let task = {
-            let held = held.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let tx = tx.clone();
-                    let held = held.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            answer(req, tx.clone(), held.subscribe())
-                        });
-                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
-        };
-        Ok(Gateway {
-            url,
-            held,
-            rx: tokio::sync::Mutex::new(rx),
-            task,
-        })
-    }
-
-    fn hold(&self, on: bool) {
-        self.held.send_replace(on);
-    }
-
-    /// Forgets what arrived so far.
-    fn drain(&self) {
-        if let Ok(mut rx) = self.rx.try_lock() {
-            while rx.try_recv().is_ok() {}
-        }
-    }
-
-    /// The next answered POST; fails after 30 s without one.
-    async fn recv(&self) -> io::Result<(String, Instant)> {
-        let mut rx = self.rx.lock().await;
-        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-            Ok(Some(x)) => Ok(x),
-            Ok(None) => Err(io::Error::other("gateway stopped")),
-            Err(_) => Err(io::Error::other("no POST at the gateway for 30 s")),
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn answer(
-    req: Request<Incoming>,
-    tx: mpsc::UnboundedSender<(String, Instant)>,
-    mut held: watch::Receiver<bool>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = req
-        .into_body()
-        .collect()
+/// The next POST the stand-in gateway answered (h2c on 127.0.0.1, 200 to
+/// every POST), with when it was answered; fails after 30 s without one.
+async fn next_post(gateway: &Gateway) -> io::Result<(String, Instant)> {
+    gateway
+        .next_answered(Duration::from_secs(30))
         .await
-        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-        .unwrap_or_default();
-    let _ = held.wait_for(|h| !*h).await;
-    let _ = tx.send((body, Instant::now()));
-    Ok(Response::new(Full::new(Bytes::new())))
+        .ok_or_else(|| io::Error::other("no POST at the gateway for 30 s"))
 }

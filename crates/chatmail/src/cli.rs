@@ -46,6 +46,12 @@ pub enum Command {
     },
     /// Storage report: mailboxes by last login, messages by size.
     Report(ReportArgs),
+    /// Disables an address (a DISABLED file in its mailbox directory): it
+    /// can no longer log in, mail to it and from it is refused, and nothing
+    /// of it is deleted. Sessions already logged in keep running.
+    Disable(AddressArgs),
+    /// Enables a disabled address again (removes its DISABLED file).
+    Enable(AddressArgs),
     /// CGI program for https://DOMAIN/new: prints fresh credentials as JSON.
     Newemail(NewemailArgs),
     /// Applies the shipped Postfix and Dovecot snippets to this machine,
@@ -55,19 +61,13 @@ pub enum Command {
     /// Checks a live installation: config, every daemon's socket, the
     /// Postfix and Dovecot wiring, the certificate, the mailboxes.
     Doctor(DoctorArgs),
+    /// Prints the DNS records the relay needs as a zone fragment: address,
+    /// MX, SPF, DMARC, DKIM (from the key), MTA-STS and SRV.
+    Dns(DnsArgs),
     /// Runs a complete chatmail relay on 127.0.0.1 from the machine's stock
     /// Postfix and Dovecot, in the foreground, until Ctrl-C. Needs root;
     /// never touches /etc/postfix or /etc/dovecot.
     Sandbox(SandboxArgs),
-    /// Measures daemon throughput and latency against a raw Unix-socket
-    /// echo server in the same run.
-    Bench(BenchArgs),
-    /// The raw Unix-socket line echo server `bench` measures its ceiling with.
-    #[command(hide = true)]
-    BenchEchoServer {
-        #[arg(long)]
-        listen: ListenAddr,
-    },
 }
 
 /// Options every daemon takes.
@@ -81,6 +81,11 @@ pub struct DaemonArgs {
     /// Dovecot/Postfix snippets use for this daemon.
     #[arg(long)]
     pub listen: Option<ListenAddr>,
+    /// Serve Prometheus metrics on GET /metrics at inet:HOST:PORT (default:
+    /// the metrics_listen of the config plus this daemon's offset; off when
+    /// neither is set). Never a mail socket; keep it on loopback.
+    #[arg(long, value_name = "inet:HOST:PORT")]
+    pub metrics_listen: Option<ListenAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +104,14 @@ pub struct ExpireArgs {
     /// Look at no more than N mailboxes.
     #[arg(long)]
     pub max_mailboxes: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddressArgs {
+    #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
+    pub config: PathBuf,
+    /// The address, e.g. abcdefghi@chat.example.org.
+    pub address: String,
 }
 
 #[derive(Debug, Args)]
@@ -127,12 +140,21 @@ pub struct SetupArgs {
     pub domain: String,
     /// Apply everything under DIR instead of /etc (e.g. a copy, for tests):
     /// the files written there name DIR's own files, so Postfix and Dovecot
-    /// can be started from DIR; systemd is left alone.
+    /// can be started from DIR; systemd is left alone. The rendered web
+    /// pages go to DIR/../var/lib/chatmail/www.
     #[arg(long)]
     pub etc: Option<PathBuf>,
     /// Print the changes as diffs and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Get the relay's certificate (mail_domain, mta-sts. and www.) from
+    /// Let's Encrypt with certbot through nginx (HTTP-01); certbot's timer
+    /// renews it and its deploy hook reloads Postfix, Dovecot and nginx.
+    #[arg(long)]
+    pub acme: bool,
+    /// The ACME directory URL for --acme (default: Let's Encrypt).
+    #[arg(long, value_name = "URL", requires = "acme")]
+    pub acme_server: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +174,17 @@ pub struct DoctorArgs {
     /// installs.
     #[arg(long, value_name = "FILE")]
     pub dovecot_config: Option<PathBuf>,
+    /// Check the web front at this HTTPS address (default 127.0.0.1:443
+    /// when the nginx server block is installed).
+    #[arg(long, value_name = "IP:PORT")]
+    pub https_address: Option<std::net::SocketAddr>,
+    /// Trust this CA certificate (PEM) too when checking the web front.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// certbot's configuration directory (default /etc/letsencrypt), for
+    /// the check that the certificate in use is certbot's current one.
+    #[arg(long, value_name = "DIR")]
+    pub certbot_dir: Option<PathBuf>,
     /// A daemon that listens elsewhere than the shipped units say, e.g.
     /// `milter=/run/x/milter.socket`; Postfix and Dovecot must then name
     /// that path too. Repeatable.
@@ -161,6 +194,27 @@ pub struct DoctorArgs {
         value_parser = chatmail_setup::doctor::parse_socket_arg
     )]
     pub sockets: Vec<(&'static str, PathBuf)>,
+    /// A daemon's metrics endpoint to check, e.g.
+    /// `milter=inet:127.0.0.1:9543`, besides those metrics_listen enables.
+    /// Repeatable.
+    #[arg(
+        long = "metrics",
+        value_name = "DAEMON=inet:IP:PORT",
+        value_parser = chatmail_setup::doctor_metrics::parse_metrics_arg
+    )]
+    pub metrics: Vec<(&'static str, std::net::SocketAddr)>,
+}
+
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    #[arg(long, default_value = "/etc/chatmail/chatmail.ini")]
+    pub config: PathBuf,
+    /// The relay's IPv4 address (default: the one this machine uses).
+    #[arg(long)]
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The relay's IPv6 address (default: the one this machine uses).
+    #[arg(long)]
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Args)]
@@ -173,39 +227,42 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "chat.localhost")]
     pub domain: String,
     /// Use the five ports from this one on (SMTP, submission, submissions,
-    /// IMAP, IMAPS) instead of free ones picked at random.
+    /// IMAP, IMAPS) instead of free ones picked at random, the two after
+    /// them for HTTP and HTTPS, and the five after those for the daemons'
+    /// metrics endpoints.
     #[arg(long)]
     pub port_base: Option<u16>,
+    /// Run Postfix and Dovecot from this Debian root (built by
+    /// scripts/debian13-root) instead of the machine's.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Get the certificate from this ACME server's directory URL (with
+    /// Debian's certbot, HTTP-01 on the sandbox's http port) instead of
+    /// making a self-signed one. HTTP and HTTPS use the two ports after the
+    /// five mail ports.
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// The DNS resolver for DKIM lookups, IP:PORT (only for a new state
+    /// directory; written into its chatmail.ini as dns_resolver).
+    #[arg(long, value_name = "IP:PORT")]
+    pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Another relay: mail for DOMAIN goes to HOST:PORT with STARTTLS.
+    /// Repeatable.
+    #[arg(long = "peer", value_name = "DOMAIN=HOST:PORT", value_parser = parse_peer)]
+    pub peers: Vec<(String, String)>,
 }
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// What to measure.
-    #[arg(value_enum, default_value = "dict")]
-    pub target: BenchTarget,
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
-    pub seconds: f64,
-    /// Accounts to create before measuring lookups.
-    #[arg(long, default_value_t = 1000)]
-    pub users: usize,
-    /// Mailboxes in the synthetic tree (expire).
-    #[arg(long, default_value_t = 10_000)]
-    pub mailboxes: usize,
-    /// Messages per mailbox in the synthetic tree (expire).
-    #[arg(long, default_value_t = 20)]
-    pub messages: usize,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum BenchTarget {
-    /// chatmail auth passdb lookups and account creations.
-    Dict,
-    /// The daily expiry over a large synthetic mailbox tree.
-    Expire,
-    /// The encryption rules on a 5 kB and a 1 MB message.
-    Rules,
-    /// chatmail metadata: token registrations, push throughput and latency,
-    /// memory with many tokens.
-    Metadata,
+fn parse_peer(arg: &str) -> Result<(String, String), String> {
+    let (domain, hostport) = arg.split_once('=').ok_or("expected DOMAIN=HOST:PORT")?;
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or("expected DOMAIN=HOST:PORT")?;
+    let valid_domain = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !valid_domain || host.parse::<std::net::IpAddr>().is_err() || port.parse::<u16>().is_err() {
+        return Err(format!("{arg}: expected DOMAIN=IP:PORT"));
+    }
+    Ok((domain.to_ascii_lowercase(), hostport.to_owned()))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chatmail_config::Config;
 use chatmail_net::{ListenAddr, Listener};
+use chatmail_snippets::daemons::Daemon;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::DaemonArgs;
@@ -28,15 +29,6 @@ pub fn init_logging() {
     }
 }
 
-/// Where the shipped snippets expect each daemon: Dovecot's clients in
-/// /run, Postfix's inside its (chroot) queue directory.
-fn default_socket(name: &str) -> String {
-    match name {
-        "milter" | "policy" => format!("/var/spool/postfix/chatmail/{name}.socket"),
-        _ => format!("/run/chatmail-{name}/{name}.socket"),
-    }
-}
-
 /// Loads the config, logging its warnings once.
 ///
 /// # Errors
@@ -50,15 +42,21 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Loads the config and binds the listener of daemon `name`.
+/// Loads the config and binds the listener of `daemon`.
 ///
 /// # Errors
 /// A bad config or a socket that cannot be bound, with a one-line reason.
-pub async fn prepare(args: &DaemonArgs, name: &str) -> anyhow::Result<(Listener, Arc<Config>)> {
+pub async fn prepare(
+    args: &DaemonArgs,
+    daemon: &Daemon,
+) -> anyhow::Result<(Listener, Arc<Config>)> {
+    let name = daemon.name;
     let config = load_config(&args.config)?;
+    start_metrics(args, name, &config).await?;
     let addr = match &args.listen {
         Some(a) => a.clone(),
-        None => ListenAddr::Unix(default_socket(name).into()),
+        // Where the shipped snippets expect the daemon (docs/design.md).
+        None => ListenAddr::Unix(daemon.socket.into()),
     };
     let listener = Listener::bind(&addr)
         .await
@@ -67,4 +65,99 @@ pub async fn prepare(args: &DaemonArgs, name: &str) -> anyhow::Result<(Listener,
     // Not running under systemd is fine.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     Ok((listener, Arc::new(config)))
+}
+
+/// Starts the metrics endpoint of daemon `name` when `--metrics-listen` or
+/// `metrics_listen` asks for one (docs/metrics.md).
+///
+/// # Errors
+/// A unix: address.
+async fn start_metrics(args: &DaemonArgs, name: &str, config: &Config) -> anyhow::Result<()> {
+    let Some(daemon) = chatmail_metrics::Daemon::from_name(name) else {
+        return Ok(());
+    };
+    let hostport = match (&args.metrics_listen, config.metrics_listen) {
+        (Some(ListenAddr::Inet(hostport)), _) => hostport.clone(),
+        (Some(ListenAddr::Unix(_)), _) => {
+            anyhow::bail!("--metrics-listen must be inet:HOST:PORT (Prometheus scrapes over TCP)")
+        }
+        (None, Some(base)) => {
+            let mut addr = base;
+            addr.set_port(base.port() + daemon.port_offset());
+            addr.to_string()
+        }
+        (None, None) => return Ok(()),
+    };
+    // Without its metrics a daemon still does its job: the failure is
+    // logged, and Prometheus (`up == 0`) and `chatmail doctor` report the
+    // missing endpoint.
+    let listener = match tokio::net::TcpListener::bind(&hostport).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("metrics endpoint on inet:{hostport}: {e}; serving without metrics");
+            return Ok(());
+        }
+    };
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "metrics endpoint on inet:{local} is not on loopback: anyone who can reach it \
+             sees the relay's counters (there is no authentication)"
+        );
+    }
+    let metrics = chatmail_metrics::install();
+    let mut probes = vec![chatmail_metrics::probes::open_connections()];
+    match daemon {
+        chatmail_metrics::Daemon::Auth => {
+            probes.push(chatmail_metrics::probes::accounts(
+                config.mailboxes_dir.clone(),
+            ));
+            probes.push(resources_probe(config));
+        }
+        chatmail_metrics::Daemon::Metadata => probes.push(chatmail_metrics::probes::push_queue(
+            chatmail_metadata::default_queue_db(&config.mailboxes_dir),
+        )),
+        _ => {}
+    }
+    let endpoint = chatmail_metrics::server::Endpoint::new(metrics, daemon, probes);
+    tokio::spawn(chatmail_metrics::server::serve(listener, endpoint));
+    tracing::info!("chatmail {name} serving metrics on http://{local}/metrics");
+    Ok(())
+}
+
+/// Sets `chatmail_auth_resource`: the machine as account creation measures
+/// it, next to the configured limits, so an alert can fire before creation
+/// is refused (docs/metrics.md).
+fn resources_probe(config: &Config) -> chatmail_metrics::probes::Probe {
+    use chatmail_accounts::probe::{ResourceProbe, SystemProbe};
+    let dir = config.mailboxes_dir.clone();
+    let limits = [
+        (
+            "min_free_disk_bytes",
+            config.min_free_disk_space.bytes as f64,
+        ),
+        (
+            "min_available_memory_bytes",
+            config.min_available_memory.bytes as f64,
+        ),
+        ("max_load1", config.max_load_1m),
+    ];
+    let probe = SystemProbe::default();
+    let warn = chatmail_metrics::probes::WarnOnce::default();
+    Box::new(move |m: &chatmail_metrics::Metrics| {
+        for (measure, value) in limits {
+            m.auth.set_resource(measure, value);
+        }
+        match probe.probe(&dir) {
+            Ok(r) => {
+                m.auth.set_resource("free_disk_bytes", r.free_disk as f64);
+                m.auth
+                    .set_resource("available_memory_bytes", r.available_memory as f64);
+                m.auth.set_resource("load1", r.load_1m);
+                warn.ok();
+            }
+            Err(e) if warn.failed() => tracing::warn!("measuring the machine for metrics: {e}"),
+            Err(_) => {}
+        }
+    })
 }

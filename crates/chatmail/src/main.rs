@@ -2,14 +2,13 @@
 //! lives in its own library crate; this file only parses arguments, sets up
 //! logging and hands a bound listener to the daemon's `run`.
 
-#![forbid(unsafe_code)]
-
 mod cli;
 mod daemon;
 mod tools;
 
 use std::process::ExitCode;
 
+use chatmail_snippets::daemons;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
@@ -30,7 +29,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // One line: under systemd stderr is the journal, so a log line
+            // as well would print the reason twice.
             eprintln!("chatmail: {e:#}");
             ExitCode::FAILURE
         }
@@ -44,24 +44,24 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     let shutdown = move || signal;
     match command {
         Command::Auth(args) => {
-            let (listener, config) = daemon::prepare(&args, "auth").await?;
+            let (listener, config) = daemon::prepare(&args, &daemons::AUTH).await?;
             chatmail_auth::run(listener, config, shutdown()).await?;
         }
         Command::Lastlogin(args) => {
-            let (listener, config) = daemon::prepare(&args, "lastlogin").await?;
+            let (listener, config) = daemon::prepare(&args, &daemons::LASTLOGIN).await?;
             chatmail_lastlogin::run(listener, config, shutdown()).await?;
         }
         Command::Metadata(args) => {
-            let (listener, config) = daemon::prepare(&args, "metadata").await?;
+            let (listener, config) = daemon::prepare(&args, &daemons::METADATA).await?;
             let options = chatmail_metadata::MetadataOptions::from_config(&config);
             chatmail_metadata::run(listener, config, options, shutdown()).await?;
         }
         Command::Milter(args) => {
-            let (listener, config) = daemon::prepare(&args, "milter").await?;
+            let (listener, config) = daemon::prepare(&args, &daemons::MILTER).await?;
             chatmail_milter::run(listener, config, shutdown()).await?;
         }
         Command::Policy(args) => {
-            let (listener, config) = daemon::prepare(&args, "policy").await?;
+            let (listener, config) = daemon::prepare(&args, &daemons::POLICY).await?;
             chatmail_policy::run(listener, config, shutdown()).await?;
         }
         Command::Expire(args) => tools::expire(&args)?,
@@ -70,12 +70,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             mailbox_dir,
         } => tools::quota_expire(target_mb, &mailbox_dir)?,
         Command::Report(args) => tools::report(&args)?,
+        Command::Disable(args) => tools::set_disabled(&args, true)?,
+        Command::Enable(args) => tools::set_disabled(&args, false)?,
         Command::Newemail(args) => tools::newemail(&args)?,
         Command::Setup(args) => tools::setup(args)?,
         Command::Doctor(args) => tools::doctor(args).await?,
+        Command::Dns(args) => tools::dns(&args)?,
         Command::Sandbox(args) => tools::sandbox(args, shutdown()).await?,
-        Command::Bench(args) => tools::bench(args).await?,
-        Command::BenchEchoServer { listen } => chatmail_bench::echo_server(&listen).await?,
     }
     Ok(())
 }

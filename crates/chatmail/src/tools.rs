@@ -1,6 +1,6 @@
-//! The subcommands that are not daemons: expiry, quota expiry, report and
-//! newemail (logic in the `chatmail-expire` crate), the sandbox and the
-//! benchmarks. This maps their arguments to the library calls.
+//! The subcommands that are not daemons: expiry and quota expiry (logic in the
+//! `chatmail-expire` crate), report (`chatmail-report`), newemail (`chatmail-web`),
+//! setup, doctor and the sandbox. This maps their arguments to the library calls.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -8,8 +8,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use crate::cli::{
-    BenchArgs, BenchTarget, DoctorArgs, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs,
-    SetupArgs,
+    AddressArgs, DoctorArgs, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs, SetupArgs,
 };
 use crate::daemon::load_config;
 
@@ -47,12 +46,36 @@ pub fn quota_expire(target_mb: u64, mailbox_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `chatmail disable ADDR` / `chatmail enable ADDR`.
+pub fn set_disabled(args: &AddressArgs, disabled: bool) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let store = chatmail_mailbox::Store::from_config(&config);
+    let mailbox = store
+        .mailbox(&args.address)
+        .with_context(|| format!("{:?} is not an address of this relay", args.address))?;
+    let changed = mailbox.set_disabled(disabled).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("{} has no mailbox directory", mailbox.addr())
+        } else {
+            anyhow::Error::new(e).context(format!("{}", mailbox.disabled_path().display()))
+        }
+    })?;
+    let addr = mailbox.addr();
+    match (disabled, changed) {
+        (true, true) => println!("{addr} disabled: logins, and mail to and from it, are refused"),
+        (true, false) => println!("{addr} was already disabled"),
+        (false, true) => println!("{addr} enabled"),
+        (false, false) => println!("{addr} was not disabled"),
+    }
+    Ok(())
+}
+
 pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
-    let report = chatmail_expire::report(&config, SystemTime::now())?;
+    let report = chatmail_report::report(&config, SystemTime::now())?;
     print!("{report}");
     if let Some(dir) = &args.textfile {
-        chatmail_expire::write_textfile(dir, &report)
+        chatmail_report::write_textfile(dir, &report)
             .with_context(|| format!("writing the textfile into {}", dir.display()))?;
     }
     Ok(())
@@ -60,10 +83,13 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
 
 pub fn newemail(args: &NewemailArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
-    print!(
-        "{}",
-        chatmail_expire::newemail_cgi(&config, args.self_signed)?
-    );
+    // A browser's GET (nginx forwards it only on a self-signed relay).
+    let get = std::env::var("REQUEST_METHOD").is_ok_and(|m| m == "GET");
+    if get && chatmail_web::needs_dclogin(&config, args.self_signed) {
+        print!("{}", chatmail_web::newemail_redirect_cgi(&config)?);
+        return Ok(());
+    }
+    print!("{}", chatmail_web::newemail_cgi(&config, args.self_signed)?);
     Ok(())
 }
 
@@ -72,6 +98,10 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
         domain: args.domain,
         etc: args.etc,
         dry_run: args.dry_run,
+        acme: args.acme.then(|| {
+            args.acme_server
+                .unwrap_or_else(|| chatmail_setup::web::LETS_ENCRYPT.into())
+        }),
     };
     let report = chatmail_setup::setup(&options, &mut std::io::stdout().lock())?;
     print!("{report}");
@@ -82,12 +112,38 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
     let mut options = chatmail_setup::DoctorOptions::new(args.config, args.etc);
     options.postfix_config_dir = args.postfix_config_dir;
     options.dovecot_config = args.dovecot_config;
+    options.web.address = args.https_address;
+    options.web.ca_file = args.ca_file;
+    options.web.certbot_dir = args.certbot_dir;
     for (daemon, path) in args.sockets {
         options.set_socket(daemon, path);
     }
+    options.metrics = args.metrics;
     let report = chatmail_setup::doctor(&options).await;
     print!("{report}");
     anyhow::ensure!(report.exit_code() == 0, "some checks failed");
+    Ok(())
+}
+
+pub fn dns(args: &crate::cli::DnsArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let ipv4 = args
+        .ipv4
+        .or_else(|| match chatmail_setup::dns::machine_address(false) {
+            Some(std::net::IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        });
+    let ipv6 = args
+        .ipv6
+        .or_else(|| match chatmail_setup::dns::machine_address(true) {
+            Some(std::net::IpAddr::V6(ip)) => Some(ip),
+            _ => None,
+        });
+    let roots = chatmail_setup::Roots::default();
+    print!(
+        "{}",
+        chatmail_setup::dns::zone_fragment(&config, &roots, ipv4, ipv6)
+    );
     Ok(())
 }
 
@@ -99,28 +155,11 @@ pub async fn sandbox(
         state_dir: args.state_dir,
         domain: args.domain,
         port_base: args.port_base,
+        root: args.root,
         exe: std::env::current_exe()?,
+        acme_directory: args.acme_directory,
+        dns_resolver: args.dns_resolver,
+        peers: args.peers,
     };
     Ok(chatmail_sandbox::run(options, shutdown).await?)
-}
-
-pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    match args.target {
-        BenchTarget::Dict => {
-            let options = chatmail_bench::Options {
-                seconds: args.seconds,
-                users: args.users,
-                exe: std::env::current_exe()?,
-            };
-            chatmail_bench::run(options).await?;
-        }
-        BenchTarget::Expire => chatmail_bench::expire::run(args.mailboxes, args.messages)?,
-        BenchTarget::Rules => chatmail_bench::rules::run(args.seconds)?,
-        BenchTarget::Metadata => {
-            let mut options = chatmail_bench::metadata::Options::new(std::env::current_exe()?);
-            options.seconds = args.seconds;
-            chatmail_bench::metadata::run(options).await?;
-        }
-    }
-    Ok(())
 }

@@ -31,14 +31,10 @@ fn help_explains_every_subcommand() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for sub in DAEMONS.iter().chain(&[
-        "expire",
-        "quota-expire",
-        "report",
-        "newemail",
-        "sandbox",
-        "bench",
-    ]) {
+    for sub in DAEMONS
+        .iter()
+        .chain(&["expire", "quota-expire", "report", "newemail", "sandbox"])
+    {
         assert!(
             text.contains(&format!("  {sub} ")),
             "{sub} missing in:\n{text}"
@@ -51,6 +47,10 @@ fn help_explains_every_subcommand() {
                 .contains("Usage: chatmail")
         );
     }
+    // Benchmarks are their own binary (`chatmail-bench`), not part of what
+    // ships.
+    assert!(!text.contains("  bench "), "bench in:\n{text}");
+    assert!(!run(&["bench-echo-server", "--help"]).status.success());
 }
 
 #[test]
@@ -73,6 +73,8 @@ fn a_bad_config_is_one_line_and_a_failure() {
             .filter(|l| l.starts_with("chatmail:"))
             .collect();
         assert_eq!(reasons.len(), 1, "{stderr}");
+        // Said once, not also as a log line.
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(reasons[0].contains("missing.ini"), "{stderr}");
         assert!(reasons[0].contains("No such file"), "{stderr}");
     }
@@ -156,4 +158,66 @@ fn a_live_socket_is_not_stolen() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stderr).unwrap().contains("in use"));
+}
+
+/// `LimitNOFILE` of the shipped systemd unit of `daemon`.
+fn unit_nofile(daemon: &str) -> u64 {
+    let unit = chatmail_snippets::daemons::daemon(daemon).unwrap().unit;
+    let text = chatmail_snippets::files::unit(unit).unwrap();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .unwrap_or_else(|| panic!("{unit} sets no LimitNOFILE"));
+    value.parse().unwrap()
+}
+
+/// Runs `daemon` with a descriptor limit of `nofile` until it listens, stops
+/// it, and returns its log.
+fn log_with_nofile(daemon: &str, nofile: u64) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = write_config(dir.path());
+    let path = dir.path().join(format!("{daemon}.socket"));
+    // prlimit sets the limit, then execs the daemon.
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg("--")
+        .arg(EXE)
+        .args([daemon, "--config", &ini, "--listen"])
+        .arg(format!("unix:{}", path.display()))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&path).is_err() {
+        assert!(Instant::now() < deadline, "{daemon} did not listen");
+        assert!(child.try_wait().unwrap().is_none(), "{daemon} exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{daemon}: {}", out.status);
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn every_units_descriptor_limit_covers_its_connection_cap() {
+    for daemon in DAEMONS {
+        let log = log_with_nofile(daemon, unit_nofile(daemon));
+        assert!(log.contains("listening"), "{daemon}: {log}");
+        assert!(
+            !log.contains("file descriptor limit allows"),
+            "{daemon}: {log}"
+        );
+    }
+    // Below the cap plus the reserve the cap is lowered, and said so.
+    let log = log_with_nofile("lastlogin", 512);
+    assert!(
+        log.contains("file descriptor limit allows 256 connections, not 1024"),
+        "{log}"
+    );
 }

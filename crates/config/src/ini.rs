@@ -2,7 +2,7 @@
 //!
 //! chatmaild reads its config with the Python `iniconfig` package
 //! (`iniconfig.IniConfig(path)`), not with `configparser`. An operator's file is only known to
-//! work with that dialect, so this module reproduces it (see DESIGN.md, "Compatibility
+//! work with that dialect, so this module reproduces it (see docs/design.md, "Compatibility
 //! contract"):
 //!
 //! - a line whose first non-blank character is `#` or `;` is a comment, as is a blank line;
@@ -101,7 +101,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Section>, ConfigError> {
                     return Err(syntax(lineno, "empty section name"));
                 }
                 if sections.iter().any(|s| s.name == name) {
-                    return Err(syntax(lineno, format!("duplicate section {name:?}")));
+                    return Err(syntax(
+                        lineno,
+                        format!("duplicate section {}", crate::shown(name)),
+                    ));
                 }
                 sections.push(Section {
                     name: name.to_owned(),
@@ -114,13 +117,17 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Section>, ConfigError> {
             // iniconfig quirk: an unterminated `[...` line is a value continuation.
             continuation = line.trim();
         } else if !line.starts_with(char::is_whitespace) {
-            let (key, value) = split_key_value(line)
-                .ok_or_else(|| syntax(lineno, format!("unexpected line: {line:?}")))?;
+            let (key, value) = split_key_value(line).ok_or_else(|| {
+                syntax(lineno, format!("unexpected line: {}", crate::shown(line)))
+            })?;
             let Some(section) = sections.last_mut() else {
                 return Err(syntax(lineno, "no section header defined"));
             };
             if section.entries.iter().any(|e| e.key == key) {
-                return Err(syntax(lineno, format!("duplicate name {key:?}")));
+                return Err(syntax(
+                    lineno,
+                    format!("duplicate name {}", crate::shown(key)),
+                ));
             }
             section.entries.push(Entry {
                 key: key.to_owned(),

@@ -1,11 +1,12 @@
 //! Reads `chatmail.ini`, the relay's one config file, exactly as chatmaild does.
 //!
-//! Only the `[params]` section is read (see DESIGN.md, "Compatibility contract"); every key
+//! Only the `[params]` section is read (see docs/design.md, "Compatibility contract"); every key
 //! chatmaild knows is accepted with chatmaild's default, plus the keys only these helpers use
-//! (`max_load_1m`, `min_available_memory`, `min_free_disk_space`, `nocreate_file`,
-//! `push_notification_url`). Unknown keys, other sections and doubtful values are reported as
-//! [`Warning`]s for the caller to log; values that cannot be used are a [`ConfigError`]
-//! naming the key, the value and the reason. Nothing is written.
+//! (`nocreate_file`, `push_notification_url`, `push_notification_h2c`, `appversions_file`,
+//! `turn_secret_file`). Unknown keys, keys chatmaild removed, other sections and doubtful
+//! values are reported as [`Warning`]s for the caller to log; values that cannot be used are a
+//! [`ConfigError`] naming the key, the value and the reason. Values in messages are cut to
+//! [`MAX_SHOWN`] characters, so a huge line is never echoed in full. Nothing is written.
 //!
 //! The INI dialect is that of Python's `iniconfig` (see the `ini` module): notably, `#`
 //! after a value is part of the value, not a comment.
@@ -17,7 +18,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub use value::{PlainUnit, Size, SizeError};
+pub use value::{PlainUnit, Size, SizeError, SizeNote};
 
 use ini::Entry;
 use value::{IntError, has_inline_comment, is_valid_domain, parse_bool, parse_ipv4, parse_uint};
@@ -29,6 +30,38 @@ pub const DEFAULT_NOCREATE_FILE: &str = "/etc/chatmail-nocreate";
 pub const DEFAULT_PUSH_NOTIFICATION_URL: &str = "https://notifications.delta.chat/notify";
 /// Default socket of the TURN credentials service.
 pub const DEFAULT_TURN_SOCKET_PATH: &str = "/run/chatmail-turn/turn.socket";
+/// Default `appversions_file`: the list of Delta Chat releases the package
+/// installs (`packaging/appversions.json`).
+pub const DEFAULT_APPVERSIONS_FILE: &str = "/usr/share/chatmail-helpers/appversions.json";
+/// chatmaild's default `max_imap_connections`.
+pub const DEFAULT_MAX_IMAP_CONNECTIONS: u32 = 10_000;
+/// chatmaild's default `max_smtp_connections`.
+pub const DEFAULT_MAX_SMTP_CONNECTIONS: u32 = 1_000;
+/// Longest piece of a value or key quoted in a warning or error.
+pub const MAX_SHOWN: usize = 120;
+
+/// Keys chatmaild dropped, and why they are ignored here too.
+const REMOVED_KEYS: &[(&str, &str)] = &[
+    (
+        "passthrough_senders",
+        "chatmaild removed it in 2026 to close a way for unencrypted mail to pass; \
+         no sender may send unencrypted mail",
+    ),
+    (
+        "passthrough_recipients",
+        "chatmaild removed it in 2026 to close a way for unencrypted mail to pass; \
+         no recipient may be sent unencrypted mail",
+    ),
+];
+
+/// `text` quoted for a message (`{:?}`, so on one line), cut to
+/// [`MAX_SHOWN`] characters with the full length noted.
+pub fn shown(text: &str) -> String {
+    match text.char_indices().nth(MAX_SHOWN) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+    }
+}
 
 /// The commented default `chatmail.ini` the Debian package installs as
 /// `/etc/chatmail/chatmail.ini` (`packaging/chatmail.ini`): every key with its
@@ -39,7 +72,7 @@ pub const DEFAULT_INI: &str = include_str!("../../../packaging/chatmail.ini");
 
 /// The parsed `[params]` section of `chatmail.ini`.
 ///
-/// Field names are the ini keys. Defaults are chatmaild's (DESIGN.md lists them).
+/// Field names are the ini keys. Defaults are chatmaild's (docs/design.md lists them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `mail_domain` as written: a host name, or a bare IPv4 address for an IP-only relay.
@@ -51,6 +84,12 @@ pub struct Config {
     pub max_user_send_burst_size: u32,
     /// Mailbox quota. Default `500M`; a plain number counts MiB, as in chatmaild.
     pub max_mailbox_size: Size,
+    /// Concurrent IMAP connections (Dovecot's `imap` and `imap-login`
+    /// process limits). Default 10000.
+    pub max_imap_connections: u32,
+    /// Concurrent SMTP connections on each of the submission ports (Postfix
+    /// process limit); one client may use a fifth of them. Default 1000.
+    pub max_smtp_connections: u32,
     /// Largest accepted message, bytes. Default 31457280.
     pub max_message_size: u64,
     /// Days after which every message is deleted. Default 20.
@@ -66,13 +105,12 @@ pub struct Config {
     /// Shortest password of a new address. Default 9.
     pub password_min_length: usize,
     /// No new accounts while the 1-minute load average is above this. Default 5.
-    /// (Not a chatmaild key.)
     pub max_load_1m: f64,
-    /// No new accounts while available memory is below this. Default `200M`, plain = bytes.
-    /// (Not a chatmaild key.)
+    /// No new accounts while available memory is below this. Default `200M`; a plain
+    /// number counts MiB, as in chatmaild.
     pub min_available_memory: Size,
-    /// No new accounts while free disk space is below this. Default `1G`, plain = bytes.
-    /// (Not a chatmaild key.)
+    /// No new accounts while free disk space is below this. Default `1G`; a plain
+    /// number counts MiB, as in chatmaild.
     pub min_free_disk_space: Size,
     /// Root of the per-address directories. Default `/home/vmail/mail/<mail_domain>` (the
     /// bare `mail_domain`, without brackets for an IPv4 relay).
@@ -91,14 +129,25 @@ pub struct Config {
     /// Notification gateway URL. Default `https://notifications.delta.chat/notify`.
     /// (Not a chatmaild key.)
     pub push_notification_url: String,
+    /// Speak HTTP/2 without negotiation (h2c, "prior knowledge") to an
+    /// `http://` gateway; otherwise cleartext gateways get HTTP/1.1 and
+    /// `https://` ones whatever ALPN agrees on. Default false. (Not a
+    /// chatmaild key.)
+    pub push_notification_h2c: bool,
+    /// JSON file served as METADATA `/shared/vendor/deltachat/appversions`.
+    /// Default [`DEFAULT_APPVERSIONS_FILE`]. (Not a chatmaild key: chatmaild
+    /// serves the copy inside its package.)
+    pub appversions_file: PathBuf,
     /// File holding the TURN shared secret (coturn's `static-auth-secret`):
     /// when set, chatmail-metadata hands out time-limited TURN credentials
     /// itself instead of asking `turn_socket_path`. Default none. (Not a
     /// chatmaild key.)
     pub turn_secret_file: Option<PathBuf>,
-    /// Local senders allowed to send cleartext (whitespace-separated). Default none.
+    /// Always empty: chatmaild removed `passthrough_senders`, and the key is
+    /// ignored with a [`Warning::RemovedKey`]. Kept so callers that still
+    /// build an exception list get an empty one.
     pub passthrough_senders: Vec<String>,
-    /// Recipients (or `@domain`s) that may receive cleartext. Default none.
+    /// Always empty, as [`Config::passthrough_senders`].
     pub passthrough_recipients: Vec<String>,
     /// Custom web pages directory (used by the deploy tool). Default empty.
     pub www_folder: String,
@@ -138,6 +187,20 @@ pub struct Config {
     /// Old SQLite account database, only read by chatmaild's one-time migration.
     /// Default `/home/vmail/passdb.sqlite`.
     pub passdb_path: PathBuf,
+    /// Base address of the daemons' metrics endpoints (`inet:IP:PORT`): auth
+    /// serves `GET /metrics` on PORT, lastlogin on PORT+1, metadata PORT+2,
+    /// milter PORT+3, policy PORT+4 (docs/metrics.md). Default none: no
+    /// metrics. (Not a chatmaild key.)
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// DKIM selector: the key is published at `<selector>._domainkey.<mail_domain>`.
+    /// Default `opendkim`, as chatmaild's deployment. (Not a chatmaild key.)
+    pub dkim_selector: String,
+    /// The DKIM private key (PEM, PKCS#1 or PKCS#8). Default
+    /// `/etc/dkimkeys/opendkim.private`. (Not a chatmaild key.)
+    pub dkim_key_file: PathBuf,
+    /// The DNS resolver for DKIM and `chatmail doctor`, `IP:PORT`; `None` =
+    /// the system's (`/etc/resolv.conf`). (Not a chatmaild key.)
+    pub dns_resolver: Option<std::net::SocketAddr>,
     address_domain: String,
 }
 
@@ -194,26 +257,89 @@ pub enum Warning {
         /// The value as written.
         value: String,
     },
+    /// A key chatmaild no longer knows and these helpers ignore on purpose.
+    RemovedKey {
+        /// The key.
+        key: String,
+        /// 1-based line number.
+        line: usize,
+        /// Why it is ignored.
+        reason: &'static str,
+    },
+    /// A size that parsed but may not mean what the operator thinks.
+    AmbiguousSize {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// How it was read.
+        note: SizeNote,
+        /// The bytes it was read as.
+        bytes: u64,
+    },
+    /// A value that is valid but turns a protection off or destroys mail.
+    Risky {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What it does.
+        reason: &'static str,
+    },
+}
+
+impl Warning {
+    /// True for a key in `[params]` that nothing reads (unknown or removed).
+    pub fn is_ignored_key(&self) -> bool {
+        matches!(
+            self,
+            Warning::UnknownKey { .. } | Warning::RemovedKey { .. }
+        )
+    }
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Warning::UnknownKey { key, line } => {
-                write!(f, "line {line}: unknown key {key:?} in [params], ignored")
+                write!(
+                    f,
+                    "line {line}: unknown key {} in [params], ignored",
+                    shown(key)
+                )
+            }
+            Warning::RemovedKey { key, line, reason } => {
+                write!(f, "line {line}: {key} is ignored: {reason}")
+            }
+            Warning::AmbiguousSize {
+                key,
+                value,
+                note,
+                bytes,
+            } => write!(
+                f,
+                "{key} = {}: read as {} MiB ({bytes} bytes): {note}",
+                shown(value),
+                bytes >> 20
+            ),
+            Warning::Risky { key, value, reason } => {
+                write!(f, "{key} = {}: {reason}", shown(value))
             }
             Warning::IgnoredSection { name, line } => write!(
                 f,
-                "line {line}: section [{name}] is ignored (only [params] is read)"
+                "line {line}: section [{}] is ignored (only [params] is read)",
+                shown(name).trim_matches('"')
             ),
             Warning::NotABoolean { key, value } => write!(
                 f,
-                "{key} = {value:?}: neither \"true\" nor \"false\", taken as false"
+                "{key} = {}: neither \"true\" nor \"false\", taken as false",
+                shown(value)
             ),
             Warning::InlineComment { key, value } => write!(
                 f,
-                "{key} = {value:?}: '#' and ';' only start comments at the beginning of a \
-                 line; the whole text is the value"
+                "{key} = {}: '#' and ';' only start comments at the beginning of a \
+                 line; the whole text is the value",
+                shown(value)
             ),
         }
     }
@@ -248,7 +374,7 @@ pub enum ConfigError {
         key: &'static str,
     },
     /// A value cannot be used.
-    #[error("{key} = {value:?}: {reason}")]
+    #[error("{key} = {}: {reason}", shown(value))]
     Invalid {
         /// The key.
         key: String,
@@ -277,6 +403,27 @@ fn invalid(entry: &Entry, reason: impl fmt::Display) -> ConfigError {
         value: entry.value.clone(),
         reason,
     }
+}
+
+/// `metrics_listen`: empty or `[inet:]IP:PORT`, with room for the five
+/// daemons' ports above PORT.
+fn parse_metrics_listen(entry: &Entry) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let value = entry.value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = value
+        .strip_prefix("inet:")
+        .unwrap_or(value)
+        .parse()
+        .map_err(|_| invalid(entry, "not inet:IP:PORT (an IP address, not a host name)"))?;
+    if addr.port() == 0 || addr.port() > u16::MAX - 4 {
+        return Err(invalid(
+            entry,
+            "the port must be 1 to 65531 (the daemons use PORT to PORT+4)",
+        ));
+    }
+    Ok(Some(addr))
 }
 
 /// The `[params]` entries, with the ones already consumed taken out.
@@ -354,7 +501,19 @@ impl Reader {
                 bytes: 0,
                 text: default.to_owned(),
             })),
-            Some(entry) => Size::parse(&entry.value, plain).map_err(|e| invalid(&entry, e)),
+            Some(entry) => {
+                let (size, note) =
+                    Size::parse_noted(&entry.value, plain).map_err(|e| invalid(&entry, e))?;
+                if let Some(note) = note {
+                    self.warnings.push(Warning::AmbiguousSize {
+                        key: entry.key,
+                        value: entry.value,
+                        note,
+                        bytes: size.bytes,
+                    });
+                }
+                Ok(size)
+            }
         }
     }
 
@@ -402,10 +561,43 @@ impl Reader {
         Ok(PathBuf::from(value))
     }
 
-    fn list(&mut self, key: &'static str) -> Vec<String> {
-        self.text(key)
-            .map(|v| v.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default()
+    /// Takes a key chatmaild removed, warning when it is set. It is not
+    /// counted among the keys read (the shipped default has no line for it).
+    fn removed(&mut self, key: &'static str, reason: &'static str) {
+        let found = self
+            .params
+            .entries
+            .iter_mut()
+            .find(|e| e.as_ref().is_some_and(|e| e.key == key))
+            .and_then(Option::take);
+        if let Some(entry) = found {
+            self.warnings.push(Warning::RemovedKey {
+                key: entry.key,
+                line: entry.line,
+                reason,
+            });
+        }
+    }
+
+    /// A positive count.
+    fn count(&mut self, key: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let Some(entry) = self.params.take(key) else {
+            return Ok(default);
+        };
+        let n = parse_uint(&entry.value).map_err(|e| invalid(&entry, e))?;
+        match u32::try_from(n) {
+            Ok(0) => Err(invalid(&entry, "must be at least 1")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(invalid(&entry, IntError::TooLarge)),
+        }
+    }
+
+    fn risky(&mut self, key: &'static str, value: impl fmt::Display, reason: &'static str) {
+        self.warnings.push(Warning::Risky {
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason,
+        });
     }
 }
 
@@ -480,6 +672,15 @@ impl Config {
         c.max_user_send_per_minute = r.u32("max_user_send_per_minute", 60)?;
         c.max_user_send_burst_size = r.u32("max_user_send_burst_size", 10)?;
         c.max_mailbox_size = r.size("max_mailbox_size", "500M", PlainUnit::Mebibytes)?;
+        c.max_imap_connections = r.count("max_imap_connections", DEFAULT_MAX_IMAP_CONNECTIONS)?;
+        c.max_smtp_connections = r.count("max_smtp_connections", DEFAULT_MAX_SMTP_CONNECTIONS)?;
+        if c.max_smtp_connections < 5 {
+            r.risky(
+                "max_smtp_connections",
+                c.max_smtp_connections,
+                "a fifth of it is 0, which Postfix takes as no per-client connection limit",
+            );
+        }
         c.max_message_size = r.uint("max_message_size")?.unwrap_or(c.max_message_size);
         c.delete_mails_after = r.u32("delete_mails_after", 20)?;
         c.delete_large_after = r.u32("delete_large_after", 7)?;
@@ -487,6 +688,20 @@ impl Config {
         c.username_min_length = r.usize("username_min_length", 9)?;
         c.username_max_length = r.usize("username_max_length", 9)?;
         c.password_min_length = r.usize("password_min_length", 9)?;
+        if c.password_min_length == 0 {
+            r.risky(
+                "password_min_length",
+                0,
+                "any password is accepted for a new account, even an empty one",
+            );
+        }
+        if c.delete_mails_after == 0 {
+            r.risky(
+                "delete_mails_after",
+                0,
+                "the daily expiry deletes every message, however new",
+            );
+        }
         if let Some(entry) = r.params.take("max_load_1m") {
             c.max_load_1m = match entry.value.parse::<f64>() {
                 Ok(v) if v.is_finite() && v >= 0.0 => v,
@@ -494,8 +709,8 @@ impl Config {
                 _ => return Err(invalid(&entry, "not a number")),
             };
         }
-        c.min_available_memory = r.size("min_available_memory", "200M", PlainUnit::Bytes)?;
-        c.min_free_disk_space = r.size("min_free_disk_space", "1G", PlainUnit::Bytes)?;
+        c.min_available_memory = r.size("min_available_memory", "200M", PlainUnit::Mebibytes)?;
+        c.min_free_disk_space = r.size("min_free_disk_space", "1G", PlainUnit::Mebibytes)?;
         c.mailboxes_dir = r.path("mailboxes_dir", c.mailboxes_dir.clone())?;
         c.nocreate_file = r.path("nocreate_file", DEFAULT_NOCREATE_FILE)?;
         if let Some(relay) = r.text("iroh_relay") {
@@ -513,12 +728,24 @@ impl Config {
             if !(url.starts_with("https://") || url.starts_with("http://"))
                 || url.contains(char::is_whitespace)
             {
-                return Err(invalid(&entry, "not an http:// or https:// URL"));
+                // The query may hold an API key: never echo it.
+                let mut shown = entry.clone();
+                if let Some(i) = shown.value.find(['?', '#']) {
+                    shown.value.truncate(i);
+                    shown.value.push_str("?<redacted>");
+                }
+                return Err(invalid(&shown, "not an http:// or https:// URL"));
             }
             c.push_notification_url = url.to_owned();
         }
-        c.passthrough_senders = r.list("passthrough_senders");
-        c.passthrough_recipients = r.list("passthrough_recipients");
+        if let Some(entry) = r.params.take("metrics_listen") {
+            c.metrics_listen = parse_metrics_listen(&entry)?;
+        }
+        c.push_notification_h2c = r.boolean("push_notification_h2c");
+        c.appversions_file = r.path("appversions_file", DEFAULT_APPVERSIONS_FILE)?;
+        for (key, reason) in REMOVED_KEYS {
+            r.removed(key, reason);
+        }
         c.www_folder = r.text("www_folder").unwrap_or_default();
         c.filtermail_smtp_port = r.port("filtermail_smtp_port", 10080)?;
         c.filtermail_smtp_port_incoming = r.port("filtermail_smtp_port_incoming", 10081)?;
@@ -549,6 +776,31 @@ impl Config {
             }
         }
         c.passdb_path = r.path("passdb_path", c.passdb_path.clone())?;
+        if let Some(entry) = r.params.take("dkim_selector") {
+            let sel = entry.value.trim();
+            if sel.is_empty()
+                || sel.len() > 63
+                || !sel
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(
+                    &entry,
+                    "not a DNS label (letters, digits, - and _)",
+                ));
+            }
+            c.dkim_selector = sel.to_owned();
+        }
+        c.dkim_key_file = r.path("dkim_key_file", c.dkim_key_file.clone())?;
+        if let Some(entry) = r.params.take("dns_resolver") {
+            let v = entry.value.trim();
+            if !v.is_empty() {
+                c.dns_resolver = Some(
+                    v.parse()
+                        .map_err(|_| invalid(&entry, "not an IP:PORT address"))?,
+                );
+            }
+        }
 
         if c.username_min_length > c.username_max_length {
             return Err(ConfigError::UsernameLengths {
@@ -572,6 +824,20 @@ impl Config {
     /// `mail_domain` is an IPv4 address.
     pub fn address_domain(&self) -> &str {
         &self.address_domain
+    }
+
+    /// What Dovecot's `mail_server_admin` (IMAP METADATA `/shared/admin`,
+    /// RFC 5464) is set to: `mailto:` and `privacy_mail`, as chatmaild's
+    /// deploy renders it, when that is set to one line without blanks.
+    pub fn server_admin(&self) -> Option<String> {
+        let mail = self.privacy_mail.as_deref()?.trim();
+        (!mail.is_empty() && !mail.contains(char::is_whitespace)).then(|| format!("mailto:{mail}"))
+    }
+
+    /// Postfix's `smtpd_client_connection_count_limit` on the submission
+    /// ports: a fifth of `max_smtp_connections`, as chatmaild renders it.
+    pub fn smtp_client_connection_limit(&self) -> u32 {
+        self.max_smtp_connections / 5
     }
 
     /// The relay's IPv4 address when `mail_domain` is one.
@@ -616,7 +882,9 @@ impl Config {
     }
 
     /// A config with every default, for tests of other crates. `mail_domain` is not
-    /// validated.
+    /// validated. Only with the `testing` feature (turned on by dev-dependencies and the
+    /// benchmarks), so the shipped binary cannot build a config that skipped validation.
+    #[cfg(any(test, feature = "testing"))]
     pub fn for_tests(mail_domain: &str, mailboxes_dir: &Path) -> Config {
         let mut c = Config::with_defaults(mail_domain);
         c.mailboxes_dir = mailboxes_dir.to_owned();
@@ -639,6 +907,8 @@ impl Config {
             max_user_send_per_minute: 60,
             max_user_send_burst_size: 10,
             max_mailbox_size: size("500M", PlainUnit::Mebibytes),
+            max_imap_connections: DEFAULT_MAX_IMAP_CONNECTIONS,
+            max_smtp_connections: DEFAULT_MAX_SMTP_CONNECTIONS,
             max_message_size: 31_457_280,
             delete_mails_after: 20,
             delete_large_after: 7,
@@ -647,14 +917,16 @@ impl Config {
             username_max_length: 9,
             password_min_length: 9,
             max_load_1m: 5.0,
-            min_available_memory: size("200M", PlainUnit::Bytes),
-            min_free_disk_space: size("1G", PlainUnit::Bytes),
+            min_available_memory: size("200M", PlainUnit::Mebibytes),
+            min_free_disk_space: size("1G", PlainUnit::Mebibytes),
             mailboxes_dir: Path::new("/home/vmail/mail").join(mail_domain),
             nocreate_file: DEFAULT_NOCREATE_FILE.into(),
             iroh_relay: Some(format!("https://{mail_domain}")),
             enable_iroh_relay: true,
             turn_socket_path: DEFAULT_TURN_SOCKET_PATH.into(),
             push_notification_url: DEFAULT_PUSH_NOTIFICATION_URL.to_owned(),
+            push_notification_h2c: false,
+            appversions_file: DEFAULT_APPVERSIONS_FILE.into(),
             turn_secret_file: None,
             passthrough_senders: Vec::new(),
             passthrough_recipients: Vec::new(),
@@ -676,6 +948,10 @@ impl Config {
             privacy_supervisor: None,
             tls_external_cert_and_key: None,
             passdb_path: "/home/vmail/passdb.sqlite".into(),
+            metrics_listen: None,
+            dkim_selector: "opendkim".to_owned(),
+            dkim_key_file: "/etc/dkimkeys/opendkim.private".into(),
+            dns_resolver: None,
             address_domain,
         }
     }

@@ -199,12 +199,12 @@ fn booleans_take_only_true_as_true() {
 
 #[test]
 fn inline_comments_are_values() {
-    let (c, warnings) = parse_ok(&with("passthrough_recipients = a@b.org # the boss"));
-    assert_eq!(c.passthrough_recipients, ["a@b.org", "#", "the", "boss"]);
+    let (c, warnings) = parse_ok(&with("privacy_mail = a@b.org # the boss"));
+    assert_eq!(c.privacy_mail.as_deref(), Some("a@b.org # the boss"));
     assert_eq!(
         warnings,
         vec![Warning::InlineComment {
-            key: "passthrough_recipients".into(),
+            key: "privacy_mail".into(),
             value: "a@b.org # the boss".into()
         }]
     );
@@ -243,11 +243,11 @@ fn invalid_values_name_key_value_and_reason() {
         ),
         (
             "max_mailbox_size = 1.5G",
-            r#"max_mailbox_size = "1.5G": not a size (expected a whole number with an optional K, M, G or T suffix)"#,
+            r#"max_mailbox_size = "1.5G": not a size (expected a whole number with an optional M or G suffix)"#,
         ),
         (
             "min_available_memory = lots",
-            r#"min_available_memory = "lots": not a size (expected a whole number with an optional K, M, G or T suffix)"#,
+            r#"min_available_memory = "lots": not a size (expected a whole number with an optional M or G suffix)"#,
         ),
         (
             "min_free_disk_space = 99999999999T",
@@ -392,16 +392,11 @@ fn load_reports_the_path() {
 fn comments_blank_lines_and_continuations() {
     let text = "\n# leading comment\n; another\n[params] ; header comment\n\n\
                 mail_domain = chat.example.org\n   # indented comment\n\n\
-                passthrough_recipients =\n    a@x.org\n    @y.org\n\
-                passthrough_senders = bot@chat.example.org other@chat.example.org\n\
+                iroh_relay =\n    https://iroh.example.org\n\
                 privacy_postal =\n    Line 1\n    Line 2\n";
     let (c, warnings) = parse_ok(text);
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(c.passthrough_recipients, ["a@x.org", "@y.org"]);
-    assert_eq!(
-        c.passthrough_senders,
-        ["bot@chat.example.org", "other@chat.example.org"]
-    );
+    assert_eq!(c.iroh_relay.as_deref(), Some("https://iroh.example.org"));
     assert_eq!(c.privacy_postal.as_deref(), Some("Line 1\nLine 2"));
 }
 
@@ -430,7 +425,7 @@ fn turn_secret_file_is_optional() {
 #[test]
 fn sizes_and_overrides() {
     let (c, _) = parse_ok(&with(
-        "max_mailbox_size = 256\nmin_available_memory = 4096\nmin_free_disk_space = 100K\n\
+        "max_mailbox_size = 256\nmin_available_memory = 4096M\nmin_free_disk_space = 100K\n\
          max_load_1m = 2.5\nmax_message_size = 10000\nmailboxes_dir = /srv/mail \n\
          nocreate_file = /run/nocreate\npush_notification_url = http://127.0.0.1:8080/notify\n\
          turn_socket_path = /tmp/turn.sock",
@@ -438,7 +433,7 @@ fn sizes_and_overrides() {
     // chatmaild's parse_size_mb reads a plain max_mailbox_size as MiB.
     assert_eq!(c.max_mailbox_size.bytes, 256 * MI);
     assert_eq!(c.max_mailbox_size.text, "256");
-    assert_eq!(c.min_available_memory.bytes, 4096);
+    assert_eq!(c.min_available_memory.bytes, 4096 * MI);
     assert_eq!(c.min_free_disk_space.bytes, 100 * 1024);
     assert_eq!(c.min_free_disk_space.to_string(), "100K");
     assert_eq!(c.max_load_1m, 2.5);
@@ -565,13 +560,24 @@ privacy_supervisor =
 #[test]
 fn realistic_template() {
     let (c, warnings) = parse_ok(REALISTIC);
-    assert!(warnings.is_empty(), "{warnings:?}");
+    // An older chatmaild's file: the exception lists it still had are
+    // ignored, each with one warning saying why.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    for (w, key) in warnings
+        .iter()
+        .zip(["passthrough_senders", "passthrough_recipients"])
+    {
+        assert!(
+            matches!(w, Warning::RemovedKey { key: k, .. } if k == key),
+            "{w:?}"
+        );
+        assert!(w.to_string().contains("unencrypted"), "{w}");
+    }
+    assert!(c.passthrough_recipients.is_empty() && c.passthrough_senders.is_empty());
     let mut expected = Config::for_tests(
         "chat.example.org",
         Path::new("/home/vmail/mail/chat.example.org"),
     );
-    expected.passthrough_recipients =
-        vec!["echo@chat.example.org".into(), "@nine.testrun.org".into()];
     expected.privacy_postal = Some("Example e.V.\nSomestreet 1\n12345 Town".into());
     expected.privacy_mail = Some("privacy@example.org".into());
     expected.privacy_pdo = Some(String::new());
@@ -591,6 +597,7 @@ const EXAMPLE_ONLY: &[&str] = &[
     "privacy_pdo",
     "privacy_supervisor",
     "mtail_address",
+    "metrics_listen",
 ];
 
 /// The `#key = value` lines of the shipped default: (line index, key, value).
@@ -689,5 +696,130 @@ fn shipped_default_ini_shows_every_key_with_its_default() {
                 "line {line}: {key} = {value} is not the default"
             );
         }
+    }
+}
+
+#[test]
+fn values_that_switch_a_protection_off_are_warned_about() {
+    for (line, key) in [
+        ("password_min_length = 0", "password_min_length"),
+        ("delete_mails_after = 0", "delete_mails_after"),
+        ("max_smtp_connections = 4", "max_smtp_connections"),
+    ] {
+        let (_, warnings) = parse_ok(&with(line));
+        assert!(
+            matches!(&warnings[..], [Warning::Risky { key: k, .. }] if k == key),
+            "{line}: {warnings:?}"
+        );
+    }
+    let (_, warnings) = parse_ok(&with(
+        "password_min_length = 1\ndelete_mails_after = 1\nmax_smtp_connections = 5",
+    ));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        error_text(&with("max_imap_connections = 0")),
+        r#"max_imap_connections = "0": must be at least 1"#
+    );
+}
+
+#[test]
+fn removed_keys_are_ignored_with_the_reason() {
+    let (c, warnings) = parse_ok(&with(
+        "passthrough_senders = bot@chat.example.org\npassthrough_recipients = @x.org",
+    ));
+    assert!(c.passthrough_senders.is_empty() && c.passthrough_recipients.is_empty());
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings.iter().all(Warning::is_ignored_key));
+    assert_eq!(
+        warnings[0].to_string(),
+        "line 3: passthrough_senders is ignored: chatmaild removed it in 2026 to close a way \
+         for unencrypted mail to pass; no sender may send unencrypted mail"
+    );
+}
+
+#[test]
+fn huge_values_are_shown_cut_on_one_line() {
+    let huge = "x".repeat(10_000_000);
+    let text = error_text(&with(&format!("max_load_1m = {huge}")));
+    assert!(text.len() < 300, "{} bytes", text.len());
+    assert!(!text.contains('\n'));
+    assert!(
+        text.ends_with("... (10000000 bytes): not a number"),
+        "{text}"
+    );
+    let text = error_text(&format!("[params]\n{huge}\n"));
+    assert!(text.len() < 300 && text.starts_with("line 2: unexpected line: \"xxx"));
+    let (_, warnings) = parse_ok(&with(&format!("{huge} = 1")));
+    assert!(warnings[0].to_string().len() < 300);
+}
+
+#[test]
+fn a_bad_push_url_is_shown_without_its_query() {
+    assert_eq!(
+        error_text(&with(
+            "push_notification_url = gw.example/notify?key=SECRET"
+        )),
+        r#"push_notification_url = "gw.example/notify?<redacted>": not an http:// or https:// URL"#
+    );
+}
+
+#[test]
+fn shipped_default_ini_explains_every_removed_key() {
+    for (key, _) in REMOVED_KEYS {
+        let prose = DEFAULT_INI
+            .lines()
+            .any(|l| l.starts_with("# ") && l.contains(key));
+        assert!(
+            prose,
+            "packaging/chatmail.ini does not say why {key} is ignored"
+        );
+        assert!(
+            !DEFAULT_INI.contains(&format!("#{key} =")),
+            "{key} must not look like a setting there"
+        );
+    }
+}
+
+#[test]
+fn metrics_listen_is_an_ip_and_a_port_with_room_for_five() {
+    let (c, _) = parse_ok(&with("metrics_listen = inet:127.0.0.1:9540\n"));
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9540".parse().unwrap()));
+    let (c, _) = parse_ok(&with("metrics_listen = [::1]:9540\n"));
+    assert_eq!(c.metrics_listen, Some("[::1]:9540".parse().unwrap()));
+    let (c, _) = parse_ok(&with("metrics_listen =\n"));
+    assert_eq!(c.metrics_listen, None);
+    for bad in [
+        "localhost:9540",
+        "inet:127.0.0.1",
+        "127.0.0.1:65532",
+        "127.0.0.1:0",
+    ] {
+        let err = Config::parse(&with(&format!("metrics_listen = {bad}\n"))).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "metrics_listen"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn dkim_and_resolver_keys() {
+    let (c, _) = parse_ok(&with(""));
+    assert_eq!(c.dkim_selector, "opendkim");
+    assert_eq!(c.dkim_key_file, Path::new("/etc/dkimkeys/opendkim.private"));
+    assert_eq!(c.dns_resolver, None);
+    let (c, w) = parse_ok(&with(
+        "dkim_selector = s2026\ndkim_key_file = /k/dkim.pem\ndns_resolver = 127.0.0.1:5353\n",
+    ));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.dkim_selector, "s2026");
+    assert_eq!(c.dkim_key_file, Path::new("/k/dkim.pem"));
+    assert_eq!(c.dns_resolver, Some("127.0.0.1:5353".parse().unwrap()));
+    for bad in [
+        "dkim_selector = a.b",
+        "dkim_selector = ",
+        "dns_resolver = 127.0.0.1",
+    ] {
+        assert!(Config::parse(&with(bad)).is_err(), "{bad}");
     }
 }

@@ -1,7 +1,7 @@
 //! Value syntax of `chatmail.ini`: integers, sizes, booleans, domains.
 //!
 //! chatmaild converts values with Python's `int()` and `str.lower() == "true"`, and sizes with
-//! its `parse_size_mb` (see DESIGN.md, "Compatibility contract"); these functions accept what
+//! its `parse_size_mb` (see docs/design.md, "Compatibility contract"); these functions accept what
 //! those accept (plus the `K`/`T` size suffixes Dovecot understands) and give a reason when a
 //! value is rejected. Reasons are short phrases meant to follow `key = "value": `.
 
@@ -23,9 +23,11 @@ pub struct Size {
 /// What a size without a unit suffix counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlainUnit {
-    /// `4096` is 4096 bytes.
+    /// `4096` is 4096 bytes, and a lone `B` suffix means bytes (`100B`).
     Bytes,
-    /// `500` is 500 MiB: chatmaild's `parse_size_mb` reads `max_mailbox_size` this way.
+    /// `500` is 500 MiB, as chatmaild's `parse_size_mb` reads
+    /// `max_mailbox_size`, `min_available_memory` and `min_free_disk_space`;
+    /// it drops one trailing `B` first, so `100B` is 100 MiB too.
     Mebibytes,
 }
 
@@ -33,55 +35,116 @@ pub enum PlainUnit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
     /// Not digits with an optional `K`, `M`, `G`, `T` suffix (optionally followed by `B`).
-    #[error("not a size (expected a whole number with an optional K, M, G or T suffix)")]
+    #[error("not a size (expected a whole number with an optional M or G suffix)")]
     Syntax,
+    /// A negative number (chatmaild would take it and never refuse anything).
+    #[error("must not be negative")]
+    Negative,
     /// Does not fit in 64 bits of bytes.
     #[error("too large")]
     TooLarge,
 }
 
+/// Why a size that parsed may not mean what the operator thinks; the
+/// caller reports it as a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeNote {
+    /// No unit: megabytes (MiB), as in chatmaild.
+    PlainMegabytes,
+    /// A lone `B`: chatmaild drops it and counts megabytes.
+    TrailingB,
+    /// `K` or `T`: understood here (and by Dovecot), but chatmaild's parser
+    /// knows only `M` and `G` and would refuse the file.
+    NotAChatmaildUnit,
+}
+
+impl fmt::Display for SizeNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SizeNote::PlainMegabytes => {
+                "a number without a unit counts megabytes (MiB), as in chatmaild; \
+                 write the M or G suffix to make that plain"
+            }
+            SizeNote::TrailingB => {
+                "a lone B suffix counts megabytes (chatmaild drops the B), not bytes; \
+                 write the M or G suffix"
+            }
+            SizeNote::NotAChatmaildUnit => {
+                "chatmaild only understands the M and G suffixes and would refuse this \
+                 value; write it in M or G"
+            }
+        })
+    }
+}
+
 impl Size {
-    /// Parses `500M`, `1G`, `100K`, `2T`, `100MB`, `1g`, or a plain number (counted in
-    /// `plain` units); suffixes are case-insensitive and 1024-based.
-    ///
-    /// A lone `B` suffix means bytes (as in Dovecot), so `100B` is 100 bytes.
+    /// Parses a size the way chatmaild's `parse_size_mb` does for
+    /// `PlainUnit::Mebibytes`: `500M`, `2G`, `100MB`, `1g`, `500 M`,
+    /// `1_000` (Python's `int()` reads the number), a plain number counted
+    /// in `plain` units; suffixes are case-insensitive and 1024-based.
+    /// `K` and `T` are accepted too (Dovecot understands them).
     ///
     /// # Errors
     ///
-    /// [`SizeError::Syntax`] for anything else (fractions, negative numbers, unknown
-    /// suffixes), [`SizeError::TooLarge`] when the byte count overflows `u64`.
+    /// [`SizeError::Syntax`] for anything else (fractions, unknown
+    /// suffixes), [`SizeError::Negative`], and [`SizeError::TooLarge`] when
+    /// the byte count overflows `u64`.
     pub fn parse(text: &str, plain: PlainUnit) -> Result<Size, SizeError> {
+        Size::parse_noted(text, plain).map(|(size, _)| size)
+    }
+
+    /// [`Size::parse`], plus a note when the value parsed but is ambiguous.
+    ///
+    /// # Errors
+    ///
+    /// As [`Size::parse`].
+    pub fn parse_noted(
+        text: &str,
+        plain: PlainUnit,
+    ) -> Result<(Size, Option<SizeNote>), SizeError> {
         let trimmed = text.trim();
         let upper = trimmed.to_ascii_uppercase();
-        let unit = |c: u8| match c {
-            b'K' => Some(1u64 << 10),
-            b'M' => Some(1 << 20),
-            b'G' => Some(1 << 30),
-            b'T' => Some(1 << 40),
+        let (rest, had_b) = match upper.strip_suffix('B') {
+            Some(rest) => (rest, true),
+            None => (upper.as_str(), false),
+        };
+        let unit = |c: char| match c {
+            'K' => Some(1u64 << 10),
+            'M' => Some(1 << 20),
+            'G' => Some(1 << 30),
+            'T' => Some(1 << 40),
             _ => None,
         };
-        let bytes = upper.as_bytes();
-        let (number, multiplier) = match bytes {
-            [.., u, b'B'] if unit(*u).is_some() => (&upper[..upper.len() - 2], unit(*u)),
-            [.., b'B'] => (&upper[..upper.len() - 1], Some(1)),
-            [.., u] if unit(*u).is_some() => (&upper[..upper.len() - 1], unit(*u)),
-            _ => (upper.as_str(), None),
+        let last = rest.chars().next_back();
+        let (number, multiplier, note) = match last.and_then(unit) {
+            Some(m) => {
+                let note = matches!(last, Some('K' | 'T')).then_some(SizeNote::NotAChatmaildUnit);
+                (&rest[..rest.len() - 1], m, note)
+            }
+            None => match (plain, had_b) {
+                (PlainUnit::Bytes, _) => (rest, 1, None),
+                (PlainUnit::Mebibytes, true) => (rest, 1 << 20, Some(SizeNote::TrailingB)),
+                (PlainUnit::Mebibytes, false) => (rest, 1 << 20, Some(SizeNote::PlainMegabytes)),
+            },
         };
-        let multiplier = multiplier.unwrap_or(match plain {
-            PlainUnit::Bytes => 1,
-            PlainUnit::Mebibytes => 1 << 20,
-        });
-        // chatmaild's int() tolerates "500 M"; keep accepting it.
-        let number = number.trim_end();
-        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(SizeError::Syntax);
-        }
-        let count: u64 = number.parse().map_err(|_| SizeError::TooLarge)?;
+        let count = parse_uint(number).map_err(|e| match e {
+            IntError::NotANumber => SizeError::Syntax,
+            IntError::Negative => SizeError::Negative,
+            IntError::TooLarge => SizeError::TooLarge,
+        })?;
         let bytes = count.checked_mul(multiplier).ok_or(SizeError::TooLarge)?;
-        Ok(Size {
-            bytes,
-            text: trimmed.to_owned(),
-        })
+        Ok((
+            Size {
+                bytes,
+                text: trimmed.to_owned(),
+            },
+            note,
+        ))
+    }
+
+    /// The size in whole MiB, rounded down (chatmaild's `*_mb` values).
+    pub fn mebibytes(&self) -> u64 {
+        self.bytes >> 20
     }
 }
 
@@ -188,48 +251,101 @@ mod tests {
     const MI: u64 = 1024 * 1024;
     const GI: u64 = 1024 * 1024 * 1024;
 
+    /// Megabytes as chatmaild's `parse_size_mb` returns them for each text
+    /// (`None`: it raises `ValueError`), next to what we read and the note
+    /// we give. Taken from running its parser on each text.
     #[test]
-    fn sizes() {
-        let cases: &[(&str, PlainUnit, Option<u64>)] = &[
-            ("500M", PlainUnit::Bytes, Some(500 * MI)),
-            ("1G", PlainUnit::Bytes, Some(GI)),
-            ("200M", PlainUnit::Bytes, Some(200 * MI)),
-            ("100K", PlainUnit::Bytes, Some(100 * KI)),
-            ("100k", PlainUnit::Bytes, Some(100 * KI)),
-            ("2T", PlainUnit::Bytes, Some(2 * KI * GI)),
-            ("  1g  ", PlainUnit::Bytes, Some(GI)),
-            ("100MB", PlainUnit::Bytes, Some(100 * MI)),
-            ("100mb", PlainUnit::Bytes, Some(100 * MI)),
-            ("4KB", PlainUnit::Bytes, Some(4 * KI)),
-            ("100B", PlainUnit::Bytes, Some(100)),
-            ("500 M", PlainUnit::Bytes, Some(500 * MI)),
-            ("0", PlainUnit::Bytes, Some(0)),
-            ("4096", PlainUnit::Bytes, Some(4096)),
-            ("256", PlainUnit::Mebibytes, Some(256 * MI)),
-            ("256M", PlainUnit::Mebibytes, Some(256 * MI)),
-            ("", PlainUnit::Bytes, None),
-            ("M", PlainUnit::Bytes, None),
-            ("1.5G", PlainUnit::Bytes, None),
-            ("-1M", PlainUnit::Bytes, None),
-            ("+1M", PlainUnit::Bytes, None),
-            ("10X", PlainUnit::Bytes, None),
-            ("1 0M", PlainUnit::Bytes, None),
-            ("abc", PlainUnit::Bytes, None),
-            ("100MiB", PlainUnit::Bytes, None),
+    fn sizes_like_chatmaild_parse_size_mb() {
+        use SizeNote::*;
+        type Case = (
+            &'static str,
+            Option<i64>,
+            Result<u64, SizeError>,
+            Option<SizeNote>,
+        );
+        let cases: &[Case] = &[
+            ("200", Some(200), Ok(200 * MI), Some(PlainMegabytes)),
+            ("200M", Some(200), Ok(200 * MI), None),
+            ("200m", Some(200), Ok(200 * MI), None),
+            ("1G", Some(1024), Ok(GI), None),
+            ("1g", Some(1024), Ok(GI), None),
+            ("2GB", Some(2048), Ok(2 * GI), None),
+            ("100MB", Some(100), Ok(100 * MI), None),
+            ("100mb", Some(100), Ok(100 * MI), None),
+            ("100B", Some(100), Ok(100 * MI), Some(TrailingB)),
+            ("100b", Some(100), Ok(100 * MI), Some(TrailingB)),
+            (" 500 M ", Some(500), Ok(500 * MI), None),
+            ("500\tM", Some(500), Ok(500 * MI), None),
+            ("1G ", Some(1024), Ok(GI), None),
+            ("1_000", Some(1000), Ok(1000 * MI), Some(PlainMegabytes)),
+            ("+5", Some(5), Ok(5 * MI), Some(PlainMegabytes)),
+            ("007", Some(7), Ok(7 * MI), Some(PlainMegabytes)),
+            ("0", Some(0), Ok(0), Some(PlainMegabytes)),
+            // chatmaild takes a negative limit, which then never refuses.
+            ("-5", Some(-5), Err(SizeError::Negative), None),
+            // Not chatmaild units but Dovecot's: kept, with a note.
+            ("100K", None, Ok(100 * KI), Some(NotAChatmaildUnit)),
+            ("4KB", None, Ok(4 * KI), Some(NotAChatmaildUnit)),
+            ("2T", None, Ok(2 * KI * GI), Some(NotAChatmaildUnit)),
+            ("1.5G", None, Err(SizeError::Syntax), None),
+            ("", None, Err(SizeError::Syntax), None),
+            ("M", None, Err(SizeError::Syntax), None),
+            ("B", None, Err(SizeError::Syntax), None),
+            ("BB", None, Err(SizeError::Syntax), None),
+            ("100BB", None, Err(SizeError::Syntax), None),
+            ("1 0M", None, Err(SizeError::Syntax), None),
+            ("abc", None, Err(SizeError::Syntax), None),
+            ("100MiB", None, Err(SizeError::Syntax), None),
+            ("0x10", None, Err(SizeError::Syntax), None),
+            // Python's int() also reads other scripts' digits; we do not.
+            ("\u{ff11}\u{ff12}", Some(12), Err(SizeError::Syntax), None),
+            ("99999999999999999999", None, Err(SizeError::TooLarge), None),
+            (
+                "17179869184G",
+                Some(17_592_186_044_416),
+                Err(SizeError::TooLarge),
+                None,
+            ),
         ];
-        for (text, plain, expected) in cases {
-            let got = Size::parse(text, *plain).ok().map(|s| s.bytes);
+        for (text, chatmaild_mb, expected, note) in cases {
+            let got = Size::parse_noted(text, PlainUnit::Mebibytes);
+            assert_eq!(
+                got.map(|(s, n)| (s.bytes, n)),
+                expected.map(|b| (b, *note)),
+                "{text:?}"
+            );
+            if let (Some(mb), Ok(bytes)) = (chatmaild_mb, expected)
+                && *note != Some(NotAChatmaildUnit)
+            {
+                assert_eq!(*bytes, u64::try_from(*mb).unwrap() * MI, "{text:?}");
+            }
+        }
+        assert_eq!(
+            Size::parse(" 1g ", PlainUnit::Mebibytes).unwrap().text,
+            "1g"
+        );
+        assert_eq!(
+            Size::parse("1025M", PlainUnit::Mebibytes)
+                .unwrap()
+                .mebibytes(),
+            1025
+        );
+    }
+
+    #[test]
+    fn sizes_in_bytes() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("4096", Some(4096)),
+            ("100B", Some(100)),
+            ("100K", Some(100 * KI)),
+            ("4KB", Some(4 * KI)),
+            ("500M", Some(500 * MI)),
+            ("abc", None),
+        ];
+        for (text, expected) in cases {
+            let got = Size::parse(text, PlainUnit::Bytes).ok().map(|s| s.bytes);
             assert_eq!(got, *expected, "{text:?}");
         }
-        assert_eq!(Size::parse(" 1g ", PlainUnit::Bytes).unwrap().text, "1g");
-        assert_eq!(
-            Size::parse("99999999999999999999", PlainUnit::Bytes),
-            Err(SizeError::TooLarge)
-        );
-        assert_eq!(
-            Size::parse("17179869184G", PlainUnit::Bytes),
-            Err(SizeError::TooLarge)
-        );
     }
 
     #[test]

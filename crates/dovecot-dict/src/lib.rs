@@ -6,12 +6,20 @@
 //! `src/lib-dict/dict-client.h` and `dict-client.c` (what the client sends
 //! and how it parses replies), `src/dict/dict-commands.c` and
 //! `dict-connection.c` (what the stock dict server answers), and
-//! `src/lib/strescape.c` (the `\001` escaping). [`proto`] documents the
-//! format and holds the parser/encoder; [`server`] runs connections and hands
-//! complete requests to a [`server::Handler`] that holds the policy.
+//! `src/lib/strescape.c` (the `\001` escaping).
+//!
+//! Three layers, each depending only on those below it:
+//! [`types`] (lookup and commit results, transactions, keys in logs),
+//! [`proto`] (documents the format, parses requests and encodes replies),
+//! [`server`] (connections, HELLO state, transactions; hands complete
+//! requests to a [`server::Handler`] that holds the policy). The crate
+//! speaks only the dict protocol: it must not depend on the config or on
+//! any daemon crate.
 
 pub mod proto;
 pub mod server;
+pub mod types;
 
 pub use proto::{ParseError, Reply, Request, parse_request, tab_escape, tab_unescape};
-pub use server::{CommitResult, Handler, LookupResult, Op, ServerOptions, Transaction, serve};
+pub use server::{Handler, ServerOptions, cannot_iterate, serve};
+pub use types::{CommitResult, LookupResult, Op, Transaction, key_log_prefix};

@@ -39,11 +39,21 @@
 //! Escaping (`strescape.c`): `\001`→`\0011`, `\t`→`\001t`, `\r`→`\001r`,
 //! `\n`→`\001n`, NUL→`\0010`. Unescaping maps `\001<c>` back, an unknown `<c>`
 //! to itself, and drops a trailing lone `\001`.
+//!
+//! This module only parses and encodes: it builds on [`crate::types`] and
+//! must not depend on [`crate::server`] (connections, transactions).
 
-use crate::server::CommitResult;
+use crate::types::{CommitResult, LookupResult};
 
 /// Protocol major version sent in HELLO by Dovecot 2.3.
 pub const PROTOCOL_MAJOR: u32 = 3;
+/// Protocol major version Dovecot 2.4 sends (`src/lib-dict-extra/dict-client.h`,
+/// 2.4.1). Its lines are those of 3.2 except that the hello carries minor 0,
+/// value type 0 and no user, and `BEGIN` may carry a third field, the
+/// transaction's expiry in seconds (only used by drivers with
+/// `DICT_DRIVER_FLAG_SUPPORT_EXPIRE_SECS`; our dicts never expire keys, and
+/// Dovecot sends 0 unless a plugin asks for expiry).
+pub const PROTOCOL_MAJOR_24: u32 = 4;
 /// Minor version Dovecot 2.3.19 sends; from 2 on the client accepts `M` replies.
 pub const PROTOCOL_MINOR: u32 = 2;
 /// `DICT_CLIENT_MAX_LINE_LENGTH`: the longest line either side accepts.
@@ -100,6 +110,22 @@ pub enum Request {
 /// client's reply queue in step.
 pub fn command_expects_reply(cmd: u8) -> bool {
     matches!(cmd, b'L' | b'I' | b'C' | b'D')
+}
+
+/// Whether command byte `cmd` is a write within a transaction (no answer;
+/// its loss must fail the transaction's COMMIT). `T` and `V` only change
+/// how writes are stamped and logged.
+pub fn command_is_write(cmd: u8) -> bool {
+    matches!(cmd, b'S' | b'U' | b'A')
+}
+
+/// The transaction id of a transaction command line, read from the raw
+/// bytes up to the first tab, so that it is known even when the rest of the
+/// line does not parse.
+pub fn transaction_id_prefix(line: &[u8]) -> Option<u32> {
+    let rest = line.get(1..)?;
+    let field = rest.split(|&b| b == b'\t').next()?;
+    parse_unsigned(std::str::from_utf8(field).ok()?)
 }
 
 fn show_cmd(cmd: u8) -> String {
@@ -234,7 +260,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
             }
         }
         b'B' => {
-            count(1, 2, "1 or 2")?;
+            count(1, 3, "1 to 3")?;
+            if f.len() == 3 {
+                parse_unsigned::<u32>(&f[2]).ok_or_else(|| bad("expire_secs", "number"))?;
+            }
             Request::Begin {
                 id: id(&f[0])?,
                 user: user(1),
@@ -314,15 +343,13 @@ fn parse_signed(s: &str) -> Option<i64> {
 /// One reply line (or, for iteration, one of several).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Lookup hit: `O<value>`.
-    Found(String),
-    /// Lookup hit with several values: `M<esc(esc(v1)\tesc(v2)...)>`;
-    /// one value is sent as `O`, none as `N`, as the stock server does.
-    FoundMany(Vec<String>),
-    /// Lookup miss: `N`.
-    NotFound,
-    /// Lookup or iterate failure, or an unparsable request that expects an
-    /// answer: `F<error>` (`F` alone when the error is empty).
+    /// Lookup answer: `O<value>`; several values as
+    /// `M<esc(esc(v1)\tesc(v2)...)>` (one value is sent as `O`, none as
+    /// `N`, as the stock server does); a miss as `N`; a failure as
+    /// `F<error>`.
+    Lookup(LookupResult),
+    /// Iterate failure, or an unparsable request that expects an answer:
+    /// `F<error>` (`F` alone when the error is empty).
     Failed(String),
     /// One iterate row: `O<key>\t<value>`.
     IterateRow { key: String, value: String },
@@ -341,11 +368,11 @@ impl Reply {
     /// Appends the exact bytes of this reply, escaping and `\n` included.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Reply::Found(v) => {
+            Reply::Lookup(LookupResult::Found(v)) => {
                 out.push(b'O');
                 tab_escape_into(v, out);
             }
-            Reply::FoundMany(vs) => match vs.as_slice() {
+            Reply::Lookup(LookupResult::FoundMany(vs)) => match vs.as_slice() {
                 [] => out.push(b'N'),
                 [v] => {
                     out.push(b'O');
@@ -364,8 +391,8 @@ impl Reply {
                     tab_escape_into(&inner, out);
                 }
             },
-            Reply::NotFound => out.push(b'N'),
-            Reply::Failed(e) => {
+            Reply::Lookup(LookupResult::NotFound) => out.push(b'N'),
+            Reply::Lookup(LookupResult::Failed(e)) | Reply::Failed(e) => {
                 out.push(b'F');
                 tab_escape_into(e, out);
             }
@@ -472,21 +499,6 @@ pub fn tab_unescape(s: &str) -> String {
         }
     }
     out
-}
-
-/// The part of a key that is safe to log: `shared/` or `priv/` plus the
-/// next path segment and its `/` (e.g. `shared/passdb/`), since what
-/// follows may be a password. Keys without either prefix log as `?`.
-pub fn key_log_prefix(key: &str) -> &str {
-    for prefix in ["shared/", "priv/"] {
-        if let Some(rest) = key.strip_prefix(prefix) {
-            return match rest.find('/') {
-                Some(i) => &key[..prefix.len() + i + 1],
-                None => prefix,
-            };
-        }
-    }
-    "?"
 }
 
 #[cfg(test)]
@@ -614,6 +626,24 @@ mod tests {
                 },
             ),
             (
+                // Dovecot 2.4: user and expiry in seconds.
+                b"B2\tu@x\t0",
+                Request::Begin {
+                    id: 2,
+                    user: Some(s("u@x")),
+                },
+            ),
+            (
+                b"H4\t0\t0\t\tmetadata",
+                Request::Hello {
+                    major: 4,
+                    minor: 0,
+                    value_type: 0,
+                    user: None,
+                    dict_name: s("metadata"),
+                },
+            ),
+            (
                 b"B4294967295",
                 Request::Begin {
                     id: u32::MAX,
@@ -704,6 +734,11 @@ mod tests {
                 "BEGIN: field <id> is not a valid transaction id",
             ),
             (b"B 1", "BEGIN: field <id> is not a valid transaction id"),
+            (
+                b"B1\tu\t-1",
+                "BEGIN: field <expire_secs> is not a valid number",
+            ),
+            (b"B1\tu\t0\tx", "BEGIN: expected 1 to 3 fields, got 4"),
             (b"S1\tk", "SET: expected 3 fields, got 2"),
             (b"S1\tk\tv\tw", "SET: expected 3 fields, got 4"),
             (b"Sx\tk\tv", "SET: field <id> is not a valid transaction id"),
@@ -758,18 +793,28 @@ mod tests {
     #[test]
     fn reply_encoding() {
         let cases: Vec<(Reply, &[u8])> = vec![
-            (Reply::Found(s("v")), b"Ov\n"),
-            (Reply::Found(s("")), b"O\n"),
-            (Reply::Found(s("a\tb\nc\u{1}")), b"Oa\x01tb\x01nc\x01\x31\n"),
-            (Reply::FoundMany(vec![]), b"N\n"),
-            (Reply::FoundMany(vec![s("a\tb")]), b"Oa\x01tb\n"),
+            (Reply::Lookup(LookupResult::Found(s("v"))), b"Ov\n"),
+            (Reply::Lookup(LookupResult::Found(s(""))), b"O\n"),
             (
-                Reply::FoundMany(vec![s("a"), s("b\tc")]),
+                Reply::Lookup(LookupResult::Found(s("a\tb\nc\u{1}"))),
+                b"Oa\x01tb\x01nc\x01\x31\n",
+            ),
+            (Reply::Lookup(LookupResult::FoundMany(vec![])), b"N\n"),
+            (
+                Reply::Lookup(LookupResult::FoundMany(vec![s("a\tb")])),
+                b"Oa\x01tb\n",
+            ),
+            (
+                Reply::Lookup(LookupResult::FoundMany(vec![s("a"), s("b\tc")])),
                 b"Ma\x01tb\x01\x31tc\n",
             ),
-            (Reply::NotFound, b"N\n"),
+            (Reply::Lookup(LookupResult::NotFound), b"N\n"),
             (Reply::Failed(s("")), b"F\n"),
             (Reply::Failed(s("db\tdown")), b"Fdb\x01tdown\n"),
+            (
+                Reply::Lookup(LookupResult::Failed(s("db\tdown"))),
+                b"Fdb\x01tdown\n",
+            ),
             (
                 Reply::IterateRow {
                     key: s("shared/userdb/a@b"),
@@ -849,7 +894,7 @@ mod tests {
         // dict-client.c splits the line on tabs and unescapes each field, then
         // splits an `M` value again; do the same and get the values back.
         let vals = vec![s("a\tb"), s("c\u{1}"), s("")];
-        let bytes = Reply::FoundMany(vals.clone()).to_bytes();
+        let bytes = Reply::Lookup(LookupResult::FoundMany(vals.clone())).to_bytes();
         let line = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
         let fields: Vec<String> = line.split('\t').map(tab_unescape).collect();
         assert_eq!(fields.len(), 1);
@@ -859,17 +904,32 @@ mod tests {
     }
 
     #[test]
-    fn key_prefixes_for_logs() {
-        let cases = [
-            ("shared/passdb/secret\"a@b", "shared/passdb/"),
-            ("priv/guid/devicetoken", "priv/guid/"),
-            ("shared/secret", "shared/"),
-            ("priv/", "priv/"),
-            ("secret", "?"),
-            ("", "?"),
+    fn writes_and_their_transaction_ids() {
+        for c in *b"SUA" {
+            assert!(command_is_write(c));
+        }
+        for c in *b"HLIBTVCDRX" {
+            assert!(!command_is_write(c));
+        }
+        let cases: &[(&[u8], Option<u32>)] = &[
+            (b"S12\tk\tv", Some(12)),
+            (b"S12\t\xff", Some(12)),
+            (b"U7", Some(7)),
+            (b"A4294967295\tk\t1", Some(u32::MAX)),
+            (b"A4294967296\tk\t1", None),
+            (b"S\xff\tk\tv", None),
+            (b"S-1\tk\tv", None),
+            (b"S\tk\tv", None),
+            (b"S", None),
+            (b"", None),
         ];
-        for (key, want) in cases {
-            assert_eq!(key_log_prefix(key), want, "{key}");
+        for (line, want) in cases {
+            assert_eq!(
+                transaction_id_prefix(line),
+                *want,
+                "{:?}",
+                line.escape_ascii().to_string()
+            );
         }
     }
 

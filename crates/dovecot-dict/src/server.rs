@@ -7,41 +7,61 @@
 //!
 //! Requests on one connection are answered strictly in order, which is what
 //! Dovecot's client expects when replies carry no async id. Replies are
-//! buffered and flushed only once no further request is already buffered,
+//! buffered and flushed only when the server is about to wait for input,
 //! so a pipelined burst is answered with one write.
+//!
+//! Bounds: the writes held in open transactions are limited per transaction,
+//! per connection and for the whole server ([`ServerOptions`]); a write past
+//! a limit is answered `F<id>` and the connection is closed, so Dovecot sees a
+//! failed transaction. A transaction with a write that could not be parsed
+//! is refused as a whole at COMMIT (`F<id>`): Dovecot expects a commit to
+//! apply all of its writes or none. A connection with no request for
+//! [`ServerOptions::idle_timeout`] is closed. Line framing comes from
+//! [`chatmail_net::lines`].
+//!
+//! This is the top layer of the crate: it builds on [`crate::proto`] and
+//! [`crate::types`], neither of which may depend on it.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use chatmail_net::lines::{self, Framing, Io, Line, LineReader, Next, Overlong};
 use chatmail_net::{Listener, Stream};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::watch;
 
 use crate::proto::{
-    self, ITERATE_FLAG_NO_VALUE, PROTOCOL_MAJOR, ParseError, Reply, Request, key_log_prefix,
+    self, ITERATE_FLAG_NO_VALUE, PROTOCOL_MAJOR, PROTOCOL_MAJOR_24, ParseError, Reply, Request,
 };
+use crate::types::{CommitResult, LookupResult, Op, Transaction, key_log_prefix};
 
 /// The policy behind a dict socket.
 pub trait Handler: Send + Sync + 'static {
     /// Looks up `key` (with its `shared/` or `priv/` prefix); `user` is the
-    /// command's user, else the one from HELLO.
-    fn lookup(&self, key: &str, user: Option<&str>) -> impl Future<Output = LookupResult> + Send;
+    /// command's user, else the one from HELLO. The default finds nothing,
+    /// so write-only handlers need not implement it.
+    fn lookup(&self, key: &str, user: Option<&str>) -> impl Future<Output = LookupResult> + Send {
+        let _ = (key, user);
+        async { LookupResult::NotFound }
+    }
 
     /// Lists `(key, value)` pairs under `path`. The server applies the
     /// client's row limit and the NO_VALUE flag; `flags` is passed for
-    /// RECURSE/EXACT_KEY. The default refuses, so handlers without
-    /// iteration need not implement it.
+    /// RECURSE/EXACT_KEY. The default refuses with [`cannot_iterate`], so
+    /// handlers without iteration need not implement it.
     fn iterate(
         &self,
         path: &str,
         flags: u32,
         user: Option<&str>,
     ) -> impl Future<Output = Result<Vec<(String, String)>, String>> + Send {
-        let _ = (path, flags, user);
-        async { Err("iterate not supported".to_owned()) }
+        let _ = (flags, user);
+        let refused = Err(cannot_iterate(path));
+        async { refused }
     }
 
     /// Applies a whole transaction. Called once per COMMIT; a transaction
@@ -49,52 +69,10 @@ pub trait Handler: Send + Sync + 'static {
     fn commit(&self, tx: Transaction) -> impl Future<Output = CommitResult> + Send;
 }
 
-/// Outcome of a lookup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LookupResult {
-    /// One value (`O`).
-    Found(String),
-    /// Several values (`M`, understood by 2.3 clients, minor >= 2).
-    FoundMany(Vec<String>),
-    /// No such key (`N`).
-    NotFound,
-    /// Temporary failure (`F`); the message goes to Dovecot's log.
-    Failed(String),
-}
-
-/// Outcome of a commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitResult {
-    /// Everything was written.
-    Ok,
-    /// A key that had to exist (atomic increment) did not.
-    NotFound,
-    /// Nothing was written.
-    Failed(String),
-    /// It is unknown whether the write happened.
-    WriteUncertain(String),
-}
-
-/// A committed transaction: all writes between BEGIN and COMMIT, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transaction {
-    /// The client's id; only unique within one connection.
-    pub id: u32,
-    /// BEGIN's user, else HELLO's.
-    pub user: Option<String>,
-    /// The writes, in the order the client sent them.
-    pub ops: Vec<Op>,
-}
-
-/// One write within a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// `S`: set `key` to `value`.
-    Set { key: String, value: String },
-    /// `U`: remove `key`.
-    Unset { key: String },
-    /// `A`: add `diff` to the number at `key`.
-    AtomicInc { key: String, diff: i64 },
+/// The error of an iteration under `path` that a handler does not serve
+/// (the text of the `F` reply).
+pub fn cannot_iterate(path: &str) -> String {
+    format!("cannot iterate {path}")
 }
 
 /// Limits for [`serve`].
@@ -105,14 +83,72 @@ pub struct ServerOptions {
     /// Longest accepted request line without its `\n`; a longer one closes
     /// the connection.
     pub max_line: usize,
+    /// A connection with no complete request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Writes (`S`, `U`, `A`) one transaction may hold.
+    pub max_transaction_ops: usize,
+    /// Bytes of keys and values one transaction may hold.
+    pub max_transaction_bytes: usize,
+    /// Writes held in all open transactions of one connection.
+    pub max_connection_ops: usize,
+    /// Bytes held in all open transactions of one connection.
+    pub max_connection_bytes: usize,
+    /// Bytes held in open transactions of all connections together.
+    pub max_total_bytes: usize,
 }
+
+/// Default connection cap of a dict server; the systemd units allow this
+/// plus [`chatmail_net::FD_RESERVE`] file descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Default [`ServerOptions::idle_timeout`]. Dovecot 2.3's dict client
+/// (`src/lib-dict/dict-client.c`) closes an idle connection as soon as it is
+/// back in its ioloop (`DICT_CLIENT_DEFAULT_TIMEOUT_MSECS` is 0, and our
+/// `proxy:` URIs set no `idle_msecs`), and gives up on a request after 30 s
+/// (`DICT_CLIENT_REQUEST_TIMEOUT_MSECS`). Twice that is far beyond any wait
+/// of a working client.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ServerOptions {
     fn default() -> Self {
+        // Real transactions are one or a few writes of at most a few KiB
+        // (a login time, a push token of at most 4 KiB); the limits are
+        // far above that and keep a hostile client's cost small.
         ServerOptions {
-            max_connections: 1024,
+            max_connections: MAX_CONNECTIONS,
             max_line: proto::MAX_LINE_LENGTH,
+            idle_timeout: IDLE_TIMEOUT,
+            max_transaction_ops: 1000,
+            max_transaction_bytes: 1 << 20,
+            max_connection_ops: 4000,
+            max_connection_bytes: 4 << 20,
+            max_total_bytes: 64 << 20,
         }
+    }
+}
+
+/// Per-op bookkeeping cost added to the key and value lengths, so that a
+/// flood of empty writes is bounded by bytes too.
+const OP_OVERHEAD: usize = 64;
+
+/// The bytes held in open transactions by all connections of one server.
+#[derive(Debug)]
+struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -138,53 +174,147 @@ pub async fn serve<H: Handler>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let max_line = options.max_line;
+    let max_connections = options.max_connections;
+    let budget = Arc::new(Budget {
+        used: AtomicUsize::new(0),
+        limit: options.max_total_bytes,
+    });
+    let options = Arc::new(options);
     chatmail_net::serve_connections(
         listener,
         "dict server",
-        options.max_connections,
+        max_connections,
         shutdown,
-        |stream, stop| Connection::new(Arc::clone(&handler), max_line, stop).run(stream),
+        |stream, stop| {
+            Connection::new(
+                Arc::clone(&handler),
+                Arc::clone(&options),
+                Arc::clone(&budget),
+                stop,
+            )
+            .run(stream)
+        },
     )
     .await;
     Ok(())
 }
 
-/// What the next buffered line turned out to be.
-enum Line {
-    Complete,
-    TooLong,
-    Eof,
+/// An open transaction and what it holds.
+struct OpenTx {
+    tx: Transaction,
+    bytes: usize,
+    /// Why the transaction will be refused at COMMIT; its writes are
+    /// dropped as soon as this is set.
+    refused: Option<&'static str>,
+}
+
+/// Why a write closes the connection.
+#[derive(Debug, Clone, Copy)]
+enum Overflow {
+    TransactionOps,
+    TransactionBytes,
+    ConnectionOps,
+    ConnectionBytes,
+    Server,
+}
+
+impl Overflow {
+    fn reason(self) -> &'static str {
+        match self {
+            Overflow::TransactionOps => "too many writes in one transaction",
+            Overflow::TransactionBytes => "transaction too large",
+            Overflow::ConnectionOps => "too many writes in open transactions",
+            Overflow::ConnectionBytes => "open transactions too large",
+            Overflow::Server => "server out of transaction memory",
+        }
+    }
 }
 
 /// Per-connection protocol state.
 struct Connection<H> {
     handler: Arc<H>,
-    max_line: usize,
+    options: Arc<ServerOptions>,
+    budget: Arc<Budget>,
     stop: watch::Receiver<bool>,
     hello_seen: bool,
     /// HELLO's user, used when a command leaves its user field empty.
     default_user: Option<String>,
-    transactions: HashMap<u32, Transaction>,
+    transactions: HashMap<u32, OpenTx>,
+    /// Writes and bytes held in `transactions` (bytes also in `budget`).
+    held_ops: usize,
+    held_bytes: usize,
+    /// Set by a write past a limit: answer it and close.
+    overflow: Option<(u32, Overflow)>,
     /// Bad lines on this connection; only the first is logged as a warning.
     bad_lines: u64,
     out: Vec<u8>,
 }
 
-type Io = BufReader<BufWriter<Stream>>;
+impl<H> Drop for Connection<H> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.held_bytes);
+    }
+}
+
+/// Buffers larger than this are shrunk once the request that grew them is
+/// done, so an idle connection holds little memory.
+const KEEP_BUFFER: usize = 4096;
 
 impl<H: Handler> Connection<H> {
-    fn new(handler: Arc<H>, max_line: usize, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        handler: Arc<H>,
+        options: Arc<ServerOptions>,
+        budget: Arc<Budget>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         Connection {
             handler,
-            max_line,
+            options,
+            budget,
             stop,
             hello_seen: false,
             default_user: None,
             transactions: HashMap::new(),
+            held_ops: 0,
+            held_bytes: 0,
+            overflow: None,
             bad_lines: 0,
             out: Vec::with_capacity(256),
         }
+    }
+
+    /// Forgets a transaction, returning what it held.
+    fn take_tx(&mut self, id: u32) -> Option<OpenTx> {
+        let open = self.transactions.remove(&id)?;
+        self.release(open.tx.ops.len(), open.bytes);
+        Some(open)
+    }
+
+    fn release(&mut self, ops: usize, bytes: usize) {
+        self.held_ops -= ops;
+        self.held_bytes -= bytes;
+        self.budget.give_back(bytes);
+    }
+
+    /// Forgets every open transaction and what it held.
+    fn drop_transactions(&mut self) {
+        let ids: Vec<u32> = self.transactions.keys().copied().collect();
+        for id in ids {
+            self.take_tx(id);
+        }
+        self.transactions = HashMap::new();
+    }
+
+    /// Marks transaction `id` refused and drops its writes.
+    fn refuse_tx(&mut self, id: u32, why: &'static str) {
+        let Some(open) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        let (ops, bytes) = (open.tx.ops.len(), open.bytes);
+        open.refused.get_or_insert(why);
+        open.tx.ops = Vec::new();
+        open.bytes = 0;
+        self.release(ops, bytes);
     }
 
     async fn run(mut self, stream: Stream) {
@@ -195,6 +325,7 @@ impl<H: Handler> Connection<H> {
         if let Err(e) = self.serve_lines(&mut io, &mut line).await {
             tracing::debug!(error = %e, "dict connection ended with I/O error");
         }
+        drop(line);
         if !self.transactions.is_empty() {
             tracing::debug!(
                 open = self.transactions.len(),
@@ -211,22 +342,35 @@ impl<H: Handler> Connection<H> {
     }
 
     async fn serve_lines(&mut self, io: &mut Io, line: &mut Vec<u8>) -> io::Result<()> {
+        let mut reader = LineReader::new(Framing {
+            max_line: self.options.max_line,
+            overlong: Overlong::Stop,
+            max_unit_bytes: None,
+        });
         loop {
-            // Flush only when the next request is not already here, so a
-            // pipelined burst gets one write; a partial next line counts as
-            // not here, as its sender may be waiting for our answers.
-            if !io.buffer().contains(&b'\n') {
-                io.flush().await?;
-            }
-            if *self.stop.borrow() {
-                return io.flush().await;
-            }
             line.clear();
-            let mut stop = self.stop.clone();
-            let got = tokio::select! {
-                r = read_line(io, line, self.max_line) => r?,
+            if line.capacity() > KEEP_BUFFER {
+                line.shrink_to(KEEP_BUFFER);
+            }
+            if self.out.capacity() > KEEP_BUFFER {
+                self.out.shrink_to(KEEP_BUFFER);
+            }
+            let idle = self.options.idle_timeout;
+            let got = match reader.next_line(io, line, idle, &self.stop).await? {
+                Next::Line(got) => got,
+                Next::Idle => {
+                    if line.is_empty() {
+                        tracing::debug!("idle dict connection closed");
+                    } else {
+                        self.bad_input(
+                            line.first().copied(),
+                            "request line not finished in time; closing",
+                        );
+                    }
+                    return io.flush().await;
+                }
                 // Only interrupts a connection waiting for its next request.
-                _ = stop.changed() => return io.flush().await,
+                Next::Stopped => return io.flush().await,
             };
             match got {
                 Line::Eof => {
@@ -235,22 +379,37 @@ impl<H: Handler> Connection<H> {
                     }
                     return io.flush().await;
                 }
-                Line::TooLong => {
+                // No unit limit is set, so no flood; were there one, the
+                // connection would be as lost as with an overlong line.
+                Line::TooLong | Line::Flood => {
                     let cmd = line.first().copied();
                     self.bad_input(cmd, "request line too long; closing connection");
                     if cmd.is_some_and(proto::command_expects_reply) {
                         self.reply(Reply::Failed("request line too long".to_owned()));
                         io.write_all(&self.out).await?;
                     }
-                    io.shutdown().await?;
-                    // Closing a socket with unread input makes the kernel
-                    // reset it, which can destroy the reply just sent; so
-                    // discard what the client still sends, within bounds.
-                    let _ = tokio::time::timeout(DRAIN_TIME, drain(io, DRAIN_BYTES)).await;
-                    return Ok(());
+                    return lines::close_with_unread_input(io).await;
                 }
                 Line::Complete => {
                     let keep = self.handle_line(line).await;
+                    if let Some((id, overflow)) = self.overflow {
+                        // The client sends writes without waiting, so the
+                        // failure answers whatever it waits for next; then
+                        // the close fails the rest of its transaction.
+                        self.bad_input(
+                            line.first().copied(),
+                            &format!("{}; closing connection", overflow.reason()),
+                        );
+                        self.drop_transactions();
+                        self.out.clear();
+                        self.reply(Reply::Commit {
+                            id,
+                            result: CommitResult::Failed(overflow.reason().to_owned()),
+                            async_commit: false,
+                        });
+                        io.write_all(&self.out).await?;
+                        return lines::close_with_unread_input(io).await;
+                    }
                     if !self.out.is_empty() {
                         io.write_all(&self.out).await?;
                         self.out.clear();
@@ -285,6 +444,18 @@ impl<H: Handler> Connection<H> {
             Ok(r) => r,
             Err(e) => {
                 self.parse_failed(&e);
+                if e.command().is_some_and(proto::command_is_write) {
+                    // The write is lost, so its transaction must not commit.
+                    match proto::transaction_id_prefix(line) {
+                        Some(id) => self.refuse_tx(id, "a write was refused"),
+                        None => {
+                            let ids: Vec<u32> = self.transactions.keys().copied().collect();
+                            for id in ids {
+                                self.refuse_tx(id, "a write was refused");
+                            }
+                        }
+                    }
+                }
                 return true;
             }
         };
@@ -296,13 +467,13 @@ impl<H: Handler> Connection<H> {
                 user,
                 dict_name,
             } => {
-                if major != PROTOCOL_MAJOR {
+                if major != PROTOCOL_MAJOR && major != PROTOCOL_MAJOR_24 {
                     // Like Dovecot's server: another major version means we
                     // would misread everything that follows.
                     tracing::warn!(
                         major,
                         minor,
-                        "dict client speaks protocol major {major}, need {PROTOCOL_MAJOR}; closing"
+                        "dict client speaks protocol major {major}, need {PROTOCOL_MAJOR} or {PROTOCOL_MAJOR_24}; closing"
                     );
                     return false;
                 }
@@ -317,12 +488,7 @@ impl<H: Handler> Connection<H> {
             Request::Lookup { key, user } => {
                 let user = user.or_else(|| self.default_user.clone());
                 let r = self.handler.lookup(&key, user.as_deref()).await;
-                self.reply(match r {
-                    LookupResult::Found(v) => Reply::Found(v),
-                    LookupResult::FoundMany(v) => Reply::FoundMany(v),
-                    LookupResult::NotFound => Reply::NotFound,
-                    LookupResult::Failed(e) => Reply::Failed(e),
-                });
+                self.reply(Reply::Lookup(r));
             }
             Request::Iterate {
                 flags,
@@ -357,10 +523,14 @@ impl<H: Handler> Connection<H> {
                     let user = user.or_else(|| self.default_user.clone());
                     self.transactions.insert(
                         id,
-                        Transaction {
-                            id,
-                            user,
-                            ops: Vec::new(),
+                        OpenTx {
+                            tx: Transaction {
+                                id,
+                                user,
+                                ops: Vec::new(),
+                            },
+                            bytes: 0,
+                            refused: None,
                         },
                     );
                 }
@@ -379,7 +549,7 @@ impl<H: Handler> Connection<H> {
             Request::Commit { id } => self.commit(id, false).await,
             Request::CommitAsync { id } => self.commit(id, true).await,
             Request::Rollback { id } => {
-                if self.transactions.remove(&id).is_none() {
+                if self.take_tx(id).is_none() {
                     self.bad_input(Some(b'R'), "ROLLBACK of unknown transaction id");
                 }
             }
@@ -396,26 +566,58 @@ impl<H: Handler> Connection<H> {
     }
 
     fn add_op(&mut self, cmd: u8, id: u32, op: Op) {
+        let (key, value_len) = match &op {
+            Op::Set { key, value } => (key, value.len()),
+            Op::Unset { key } | Op::AtomicInc { key, .. } => (key, 0),
+        };
+        let bytes = key.len() + value_len + OP_OVERHEAD;
+        let opts = Arc::clone(&self.options);
         // Dovecot's client sends writes without waiting for an answer, so
         // a write to an unknown id has nobody to tell; COMMIT will fail.
-        match self.transactions.get_mut(&id) {
-            Some(tx) => tx.ops.push(op),
-            None => {
-                let key = match &op {
-                    Op::Set { key, .. } | Op::Unset { key } | Op::AtomicInc { key, .. } => key,
-                };
-                let what = format!(
-                    "write to unknown transaction id (key {})",
-                    key_log_prefix(key)
-                );
-                self.bad_input(Some(cmd), &what);
-            }
+        let Some(open) = self.transactions.get_mut(&id) else {
+            let what = format!(
+                "write to unknown transaction id (key {})",
+                key_log_prefix(key)
+            );
+            self.bad_input(Some(cmd), &what);
+            return;
+        };
+        if open.refused.is_some() {
+            return;
         }
+        let overflow = if open.tx.ops.len() >= opts.max_transaction_ops {
+            Some(Overflow::TransactionOps)
+        } else if open.bytes + bytes > opts.max_transaction_bytes {
+            Some(Overflow::TransactionBytes)
+        } else if self.held_ops >= opts.max_connection_ops {
+            Some(Overflow::ConnectionOps)
+        } else if self.held_bytes + bytes > opts.max_connection_bytes {
+            Some(Overflow::ConnectionBytes)
+        } else if !self.budget.try_take(bytes) {
+            Some(Overflow::Server)
+        } else {
+            None
+        };
+        if let Some(o) = overflow {
+            self.refuse_tx(id, o.reason());
+            self.overflow = Some((id, o));
+            return;
+        }
+        open.tx.ops.push(op);
+        open.bytes += bytes;
+        self.held_ops += 1;
+        self.held_bytes += bytes;
     }
 
     async fn commit(&mut self, id: u32, async_commit: bool) {
-        let result = match self.transactions.remove(&id) {
-            Some(tx) => self.handler.commit(tx).await,
+        let result = match self.take_tx(id) {
+            Some(OpenTx {
+                refused: Some(why), ..
+            }) => {
+                tracing::warn!(id, "transaction refused at commit: {why}");
+                CommitResult::Failed(why.to_owned())
+            }
+            Some(open) => self.handler.commit(open.tx).await,
             None => {
                 self.bad_input(
                     Some(if async_commit { b'D' } else { b'C' }),
@@ -429,45 +631,5 @@ impl<H: Handler> Connection<H> {
             result,
             async_commit,
         });
-    }
-}
-
-const DRAIN_TIME: Duration = Duration::from_millis(500);
-const DRAIN_BYTES: usize = 1 << 20;
-
-async fn drain(io: &mut Io, mut limit: usize) -> io::Result<()> {
-    while limit > 0 {
-        let n = io.fill_buf().await?.len().min(limit);
-        if n == 0 {
-            break;
-        }
-        io.consume(n);
-        limit -= n;
-    }
-    Ok(())
-}
-
-/// Reads up to the next `\n` into `line` (without it), never holding more
-/// than `max` bytes of one line.
-async fn read_line(io: &mut Io, line: &mut Vec<u8>, max: usize) -> io::Result<Line> {
-    loop {
-        let buf = io.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(Line::Eof);
-        }
-        let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], i + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        if line.len() + chunk.len() > max {
-            let room = max.saturating_sub(line.len()).min(chunk.len());
-            line.extend_from_slice(&chunk[..room]);
-            return Ok(Line::TooLong);
-        }
-        line.extend_from_slice(chunk);
-        io.consume(used);
-        if done {
-            return Ok(Line::Complete);
-        }
     }
 }

@@ -369,3 +369,144 @@ async fn shutdown_finishes_current_request_and_closes_idle() {
     expect_eof(&mut idle).await;
     assert!(tokio::net::UnixStream::connect(&path).await.is_err());
 }
+
+/// Sends `n` small writes to transaction 1 in one burst.
+fn writes(id: u32, n: usize) -> Vec<u8> {
+    let mut req = Vec::new();
+    for i in 0..n {
+        req.extend_from_slice(format!("S{id}\tshared/k{i}\tv\n").as_bytes());
+    }
+    req
+}
+
+#[tokio::test]
+async fn a_transaction_over_the_write_limit_is_refused_and_closed() {
+    // Default limits: 1000 writes per transaction.
+    let srv = TestServer::start().await;
+    let mut c = srv.hello().await;
+    c.write_all(b"B1\t\n").await.unwrap();
+    let _ = c.write_all(&writes(1, 1001)).await;
+    expect(&mut c, b"F1\ttoo many writes in one transaction\n").await;
+    expect_eof(&mut c).await;
+    assert!(srv.handler.commits().is_empty());
+    // The server keeps serving; 1000 writes are fine.
+    let mut d = srv.hello().await;
+    d.write_all(b"B1\t\n").await.unwrap();
+    d.write_all(&writes(1, 1000)).await.unwrap();
+    roundtrip(&mut d, b"C1\n", b"O1\n").await;
+    assert_eq!(srv.handler.commits()[0].ops.len(), 1000);
+}
+
+#[tokio::test]
+async fn transaction_connection_and_server_byte_limits() {
+    let opts = ServerOptions {
+        max_transaction_bytes: 1000,
+        max_connection_bytes: 1500,
+        max_connection_ops: 20,
+        max_total_bytes: 2500,
+        ..ServerOptions::default()
+    };
+    let srv = TestServer::start_with(opts).await;
+    let big = |id: u32, n: usize| format!("S{id}\tshared/k\t{}\n", "v".repeat(n));
+
+    // One transaction over its bytes.
+    let mut c = srv.hello().await;
+    c.write_all(format!("B1\t\n{}{}", big(1, 400), big(1, 600)).as_bytes())
+        .await
+        .unwrap();
+    expect(&mut c, b"F1\ttransaction too large\n").await;
+    expect_eof(&mut c).await;
+
+    // Two transactions, each within bounds, over the connection's bytes.
+    let mut c = srv.hello().await;
+    c.write_all(format!("B1\t\nB2\t\n{}{}", big(1, 800), big(2, 800)).as_bytes())
+        .await
+        .unwrap();
+    expect(&mut c, b"F2\topen transactions too large\n").await;
+    expect_eof(&mut c).await;
+
+    // Many tiny writes over the connection's write count.
+    let mut c = srv.hello().await;
+    c.write_all(b"B1\t\nB2\t\n").await.unwrap();
+    c.write_all(&writes(1, 12)).await.unwrap();
+    let _ = c.write_all(&writes(2, 10)).await;
+    expect(&mut c, b"F2\ttoo many writes in open transactions\n").await;
+    expect_eof(&mut c).await;
+
+    // Two connections together over the server's budget: the second is refused.
+    let mut a = srv.hello().await;
+    a.write_all(format!("B1\t\nB2\t\n{}{}", big(1, 900), big(2, 400)).as_bytes())
+        .await
+        .unwrap();
+    let mut b = srv.hello().await;
+    roundtrip(&mut b, b"Lshared/found\t\n", b"Ovalue\n").await;
+    roundtrip(&mut a, b"Lshared/found\t\n", b"Ovalue\n").await;
+    let mut b2 = srv.hello().await;
+    b2.write_all(format!("B7\t\nB8\t\n{}{}", big(7, 700), big(8, 400)).as_bytes())
+        .await
+        .unwrap();
+    expect(&mut b2, b"F8\tserver out of transaction memory\n").await;
+    expect_eof(&mut b2).await;
+    // A commit gives the bytes back, and so does a closed connection.
+    roundtrip(&mut a, b"C1\n", b"O1\n").await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut d = srv.hello().await;
+    d.write_all(format!("B1\t\nB2\t\n{}{}", big(1, 700), big(2, 400)).as_bytes())
+        .await
+        .unwrap();
+    roundtrip(&mut d, b"C1\n", b"O1\n").await;
+    roundtrip(&mut b, b"Lshared/found\t\n", b"Ovalue\n").await;
+}
+
+#[tokio::test]
+async fn a_refused_write_fails_the_whole_transaction() {
+    let srv = TestServer::start().await;
+    let mut c = srv.hello().await;
+    // The second write is not UTF-8: it is lost, so nothing may commit.
+    c.write_all(b"B1\t\nS1\tshared/a\tok\nS1\tpriv/devicetoken\t\xff\xfe\n")
+        .await
+        .unwrap();
+    roundtrip(&mut c, b"C1\n", b"F1\ta write was refused\n").await;
+    // A write whose transaction id cannot be read fails every open one.
+    c.write_all(b"B2\t\nB3\t\nS2\tshared/a\tok\nS\xff\tshared/b\tv\n")
+        .await
+        .unwrap();
+    roundtrip(&mut c, b"C2\n", b"F2\ta write was refused\n").await;
+    roundtrip(&mut c, b"C3\n", b"F3\ta write was refused\n").await;
+    // Other transactions on the same connection are not affected.
+    c.write_all(b"B4\t\nS4\tshared/a\tok\n").await.unwrap();
+    roundtrip(&mut c, b"C4\n", b"O4\n").await;
+    assert_eq!(
+        srv.handler.commits(),
+        [Transaction {
+            id: 4,
+            user: None,
+            ops: vec![Op::Set {
+                key: "shared/a".into(),
+                value: "ok".into()
+            }],
+        }]
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let opts = ServerOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let srv = TestServer::start_with(opts).await;
+    let mut idle = srv.hello().await;
+    let mut stalled = srv.hello().await;
+    stalled.write_all(b"Lshared/fo").await.unwrap();
+    let mut busy = srv.hello().await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        roundtrip(&mut busy, b"Lshared/found\t\n", b"Ovalue\n").await;
+    }
+    expect_eof(&mut idle).await;
+    expect_eof(&mut stalled).await;
+    roundtrip(&mut busy, b"Lshared/found\t\n", b"Ovalue\n").await;
+    assert_eq!(dovecot_dict::server::IDLE_TIMEOUT, Duration::from_secs(60));
+}

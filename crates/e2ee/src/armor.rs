@@ -27,6 +27,9 @@
 //! was altered after armoring, and nothing legitimate produces that, so the
 //! gate fails closed.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 const BEGIN: &str = "-----BEGIN PGP MESSAGE-----";
 const END: &str = "-----END PGP MESSAGE-----";
 
@@ -94,7 +97,9 @@ pub fn dearmor(text: &[u8], allow_headers: bool) -> Result<Vec<u8>, ArmorError> 
         return Err(ArmorError::BadBase64);
     }
 
-    let mut b64 = String::new();
+    // Decoded line by line: a copy of the base64 text first would cost
+    // as much memory again as the armor itself.
+    let mut decoder = Decoder::new(text.len() / 4 * 3);
     let mut crc = None;
     let mut ended = false;
     // Blank lines may trail the base64 but not split it.
@@ -113,7 +118,7 @@ pub fn dearmor(text: &[u8], allow_headers: bool) -> Result<Vec<u8>, ArmorError> 
         } else if line.is_empty() {
             blank_seen = true;
         } else if line.bytes().all(is_base64_char) && !blank_seen {
-            b64.push_str(line);
+            decoder.push(line).ok_or(ArmorError::BadBase64)?;
         } else {
             return Err(ArmorError::BadBase64);
         }
@@ -124,7 +129,7 @@ pub fn dearmor(text: &[u8], allow_headers: bool) -> Result<Vec<u8>, ArmorError> 
     if lines.any(|l| !l.is_empty()) {
         return Err(ArmorError::TrailingData);
     }
-    let data = decode_base64(&b64).ok_or(ArmorError::BadBase64)?;
+    let data = decoder.finish().ok_or(ArmorError::BadBase64)?;
     if data.is_empty() {
         return Err(ArmorError::Empty);
     }
@@ -148,58 +153,86 @@ fn is_header_line(line: &str) -> bool {
 }
 
 fn decode_crc(c: &str) -> Result<u32, ArmorError> {
-    if c.len() != 4 || !c.bytes().all(|b| b != b'=' && is_base64_char(b)) {
-        return Err(ArmorError::BadCrcLine);
+    // Four characters, three bytes: a CRC line has no padding.
+    let mut b = [0; 3];
+    match STANDARD.decode_slice(c, &mut b) {
+        Ok(3) if c.len() == 4 => Ok(u32::from_be_bytes([0, b[0], b[1], b[2]])),
+        _ => Err(ArmorError::BadCrcLine),
     }
-    let b = decode_base64(c).ok_or(ArmorError::BadCrcLine)?;
-    Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
 }
 
 fn is_base64_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
-fn sextet(b: u8) -> Option<u32> {
-    let v = match b {
-        b'A'..=b'Z' => b - b'A',
-        b'a'..=b'z' => b - b'a' + 26,
-        b'0'..=b'9' => b - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
+/// Standard base64 that arrives in lines, decoded as strictly as
+/// [`STANDARD`] decodes the lines joined: length a multiple of four, `=`
+/// only as the last one or two characters, unused bits zero. The whole
+/// quads of a line are decoded in place; only a quad that a line break
+/// cuts is copied.
+struct Decoder {
+    out: Vec<u8>,
+    /// The start of a quad that the previous line left open.
+    quad: [u8; 4],
+    len: usize,
+    /// A quad with `=` was decoded: it must have been the last.
+    padded: bool,
 }
 
-/// Strict standard base64: length a multiple of four, `=` only as the last
-/// one or two characters, unused bits zero.
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
+impl Decoder {
+    fn new(capacity: usize) -> Decoder {
+        Decoder {
+            out: Vec::with_capacity(capacity),
+            quad: [0; 4],
+            len: 0,
+            padded: false,
+        }
     }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let quads = bytes.chunks_exact(4);
-    let n = quads.len();
-    for (i, q) in quads.enumerate() {
-        let pad = q.iter().rev().take_while(|&&b| b == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != n) {
+
+    /// Decodes `line`; `None` when the text is not valid base64, as soon
+    /// as a complete quad or a character after the padding shows it.
+    fn push(&mut self, line: &str) -> Option<()> {
+        let mut rest = line.as_bytes();
+        if self.len > 0 {
+            let take = rest.len().min(4 - self.len);
+            self.quad[self.len..self.len + take].copy_from_slice(&rest[..take]);
+            self.len += take;
+            rest = &rest[take..];
+            if self.len < 4 {
+                return Some(());
+            }
+            self.len = 0;
+            let quad = self.quad;
+            self.decode(&quad)?;
+        }
+        let (whole, tail) = rest.split_at(rest.len() / 4 * 4);
+        self.decode(whole)?;
+        if self.padded && !tail.is_empty() {
             return None;
         }
-        let mut acc = 0u32;
-        for &b in &q[..4 - pad] {
-            acc = (acc << 6) | sextet(b)?;
-        }
-        acc <<= 6 * pad;
-        let [_, a, b, c] = acc.to_be_bytes();
-        match pad {
-            0 => out.extend_from_slice(&[a, b, c]),
-            1 if c == 0 => out.extend_from_slice(&[a, b]),
-            2 if b == 0 && c == 0 => out.push(a),
-            _ => return None,
-        }
+        self.quad[..tail.len()].copy_from_slice(tail);
+        self.len = tail.len();
+        Some(())
     }
-    Some(out)
+
+    /// Decodes whole quads; `None` when they are not valid or follow a
+    /// padded quad.
+    fn decode(&mut self, quads: &[u8]) -> Option<()> {
+        if quads.is_empty() {
+            return Some(());
+        }
+        if self.padded {
+            return None;
+        }
+        STANDARD.decode_vec(quads, &mut self.out).ok()?;
+        self.padded = quads.ends_with(b"=");
+        Some(())
+    }
+
+    /// The decoded bytes; `None` when a quad is incomplete.
+    fn finish(self) -> Option<Vec<u8>> {
+        (self.len == 0).then_some(self.out)
+    }
 }
 
 /// The CRC24 of RFC 9580 section 6.1.1.
@@ -241,26 +274,47 @@ const CRC24_TABLE: [u32; 256] = {
 mod tests {
     use super::*;
 
+    #[test]
+    fn line_decoder_agrees_with_whole_decoding() {
+        let cases = [
+            "",
+            "aGVsbG8=",
+            "aGVsbG8h",
+            "aGVsbA==",
+            "aGVsbG8",
+            "aGVs=G8=",
+            "aGVsbG==",
+            "aGVsbA==aGVs",
+            "aGVsbG8=QQ==",
+            "a===",
+            "aGVsbA=x",
+            "aGVsbB==",
+            "aGVsbG9=",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ];
+        for case in cases {
+            let whole = STANDARD.decode(case).ok();
+            // Every way of cutting it into two or three lines.
+            for a in 0..=case.len() {
+                for b in a..=case.len() {
+                    let mut d = Decoder::new(0);
+                    let pushed = [&case[..a], &case[a..b], &case[b..]]
+                        .iter()
+                        .try_for_each(|line| d.push(line));
+                    let lines = pushed.and_then(|()| d.finish());
+                    assert_eq!(lines, whole, "{case:?} cut at {a}, {b}");
+                }
+            }
+        }
+    }
+
     // "hello" = aGVsbG8=, CRC24("hello") computed below.
     fn armor(headers: &str, body: &str, crc: &str) -> String {
         format!("{BEGIN}\r\n{headers}\r\n{body}\r\n{crc}{END}\r\n")
     }
 
     fn crc_line(data: &[u8]) -> String {
-        let c = crc24(data).to_be_bytes();
-        let s: String = [c[1], c[2], c[3]]
-            .iter()
-            .map(|b| format!("{b:08b}"))
-            .collect::<String>()
-            .as_bytes()
-            .chunks(6)
-            .map(|six| {
-                let v = u8::from_str_radix(std::str::from_utf8(six).unwrap(), 2).unwrap();
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[usize::from(v)]
-                    as char
-            })
-            .collect();
-        format!("={s}\r\n")
+        format!("={}\r\n", STANDARD.encode(&crc24(data).to_be_bytes()[1..]))
     }
 
     #[test]
@@ -294,16 +348,40 @@ mod tests {
 
     #[test]
     fn case_table() {
+        use ArmorError::{
+            BadBase64, BadCrcLine, CrcMismatch, Empty, HeadersForbidden, NoBegin, NoEnd, NotAscii,
+            TrailingData,
+        };
+        // The base64 lines of an armor without headers or CRC.
+        let bodies: &[(&str, &str, Result<(), ArmorError>)] = &[
+            ("plain", "aGVsbG8=", Ok(())),
+            ("split lines", "aGVs\r\nbG8=", Ok(())),
+            ("quad cut by a line break", "aGVsb\r\nG8=", Ok(())),
+            // A line starting with `=` is the CRC line.
+            ("padding alone on a line", "aGVsbG8\r\n=", Err(BadCrcLine)),
+            ("bad char", "aGVs!bG8=", Err(BadBase64)),
+            ("bad length", "aGVsbG8", Err(BadBase64)),
+            ("inner padding", "aGU=aGVs", Err(BadBase64)),
+            ("dirty bits", "aGVsbG9=", Err(BadBase64)),
+            ("blank line inside", "aGVs\r\n\r\nbG8=", Err(BadBase64)),
+            ("empty body", "", Err(Empty)),
+            ("non-ascii", "aGVsbG8=\u{e9}", Err(NotAscii)),
+        ];
+        // The CRC lines after `aGVsbG8=`.
         let good_crc = crc_line(b"hello");
-        let cases: &[(&str, String, bool, Result<(), ArmorError>)] = &[
-            ("plain", armor("", "aGVsbG8=", ""), false, Ok(())),
-            ("with crc", armor("", "aGVsbG8=", &good_crc), false, Ok(())),
-            (
-                "lf only",
-                armor("", "aGVsbG8=", "").replace("\r\n", "\n"),
-                false,
-                Ok(()),
-            ),
+        let base64_after_crc = format!("{good_crc}aGVsbG8=\r\n");
+        let crcs: &[(&str, &str, Result<(), ArmorError>)] = &[
+            ("with crc", &good_crc, Ok(())),
+            ("wrong crc", "=AAAA\r\n", Err(CrcMismatch)),
+            ("long crc", "=4cf0a3\r\n", Err(BadCrcLine)),
+            // The engine alone would decode it (to one byte).
+            ("padded crc", "=aA==\r\n", Err(BadCrcLine)),
+            ("base64 after crc", &base64_after_crc, Err(BadCrcLine)),
+        ];
+        let hello = armor("", "aGVsbG8=", "");
+        let version = armor("Version: 1\r\n", "aGVsbG8=", "");
+        let texts: &[(&str, String, bool, Result<(), ArmorError>)] = &[
+            ("lf only", hello.replace("\r\n", "\n"), false, Ok(())),
             (
                 "no blank line, no headers",
                 format!("{BEGIN}\r\naGVsbG8=\r\n{END}\r\n"),
@@ -312,23 +390,17 @@ mod tests {
             ),
             (
                 "leading and trailing blank lines",
-                format!("\r\n{}\r\n\r\n", armor("", "aGVsbG8=", "")),
+                format!("\r\n{hello}\r\n\r\n"),
                 false,
                 Ok(()),
             ),
-            ("split lines", armor("", "aGVs\r\nbG8=", ""), false, Ok(())),
             (
                 "version header outgoing",
-                armor("Version: 1\r\n", "aGVsbG8=", ""),
+                version.clone(),
                 false,
-                Err(ArmorError::HeadersForbidden),
+                Err(HeadersForbidden),
             ),
-            (
-                "version header incoming",
-                armor("Version: 1\r\n", "aGVsbG8=", ""),
-                true,
-                Ok(()),
-            ),
+            ("version header incoming", version, true, Ok(())),
             (
                 "comment header incoming",
                 armor("Comment: x y z\r\nVersion: 1\r\n", "aGVsbG8=", ""),
@@ -339,104 +411,53 @@ mod tests {
                 "header without blank line",
                 format!("{BEGIN}\r\nVersion: 1\r\naGVsbG8=\r\n{END}\r\n"),
                 true,
-                Err(ArmorError::BadBase64),
+                Err(BadBase64),
             ),
             (
-                "wrong crc",
-                armor("", "aGVsbG8=", "=AAAA\r\n"),
+                // Refused at the line after the padding, before the
+                // missing END line is noticed.
+                "data after padding, truncated",
+                format!("{BEGIN}\r\n\r\naGU=\r\na\r\n"),
                 false,
-                Err(ArmorError::CrcMismatch),
-            ),
-            (
-                "long crc",
-                armor("", "aGVsbG8=", "=4cf0a3\r\n"),
-                false,
-                Err(ArmorError::BadCrcLine),
-            ),
-            (
-                "base64 after crc",
-                armor("", "aGVsbG8=", &format!("{good_crc}aGVsbG8=\r\n")),
-                false,
-                Err(ArmorError::BadCrcLine),
-            ),
-            (
-                "bad char",
-                armor("", "aGVs!bG8=", ""),
-                false,
-                Err(ArmorError::BadBase64),
-            ),
-            (
-                "bad length",
-                armor("", "aGVsbG8", ""),
-                false,
-                Err(ArmorError::BadBase64),
-            ),
-            (
-                "inner padding",
-                armor("", "aGU=aGVs", ""),
-                false,
-                Err(ArmorError::BadBase64),
-            ),
-            (
-                "dirty bits",
-                armor("", "aGVsbG9=", ""),
-                false,
-                Err(ArmorError::BadBase64),
-            ),
-            (
-                "blank line inside",
-                armor("", "aGVs\r\n\r\nbG8=", ""),
-                false,
-                Err(ArmorError::BadBase64),
-            ),
-            (
-                "empty body",
-                armor("", "", ""),
-                false,
-                Err(ArmorError::Empty),
+                Err(BadBase64),
             ),
             (
                 "truncated",
                 format!("{BEGIN}\r\n\r\naGVsbG8=\r\n"),
                 false,
-                Err(ArmorError::NoEnd),
+                Err(NoEnd),
             ),
-            (
-                "text before",
-                format!("hi\r\n{}", armor("", "aGVsbG8=", "")),
-                false,
-                Err(ArmorError::NoBegin),
-            ),
+            ("text before", format!("hi\r\n{hello}"), false, Err(NoBegin)),
             (
                 "text after",
-                format!("{}cleartext\r\n", armor("", "aGVsbG8=", "")),
+                format!("{hello}cleartext\r\n"),
                 false,
-                Err(ArmorError::TrailingData),
+                Err(TrailingData),
             ),
             (
                 "second armor after",
-                format!("{0}{0}", armor("", "aGVsbG8=", "")),
+                format!("{hello}{hello}"),
                 false,
-                Err(ArmorError::TrailingData),
+                Err(TrailingData),
             ),
             (
                 "signature kind",
-                armor("", "aGVsbG8=", "").replace("MESSAGE", "SIGNATURE"),
+                hello.replace("MESSAGE", "SIGNATURE"),
                 false,
-                Err(ArmorError::NoBegin),
-            ),
-            (
-                "non-ascii",
-                armor("", "aGVsbG8=\u{e9}", ""),
-                false,
-                Err(ArmorError::NotAscii),
+                Err(NoBegin),
             ),
         ];
-        for (name, text, allow, want) in cases {
-            let got = dearmor(text.as_bytes(), *allow);
+        let bodies = bodies
+            .iter()
+            .map(|&(name, body, want)| (name, armor("", body, ""), false, want));
+        let crcs = crcs
+            .iter()
+            .map(|&(name, crc, want)| (name, armor("", "aGVsbG8=", crc), false, want));
+        for (name, text, allow, want) in bodies.chain(crcs).chain(texts.iter().cloned()) {
+            let got = dearmor(text.as_bytes(), allow);
             match want {
                 Ok(()) => assert_eq!(got.as_deref(), Ok(&b"hello"[..]), "{name}"),
-                Err(e) => assert_eq!(got, Err(*e), "{name}"),
+                Err(e) => assert_eq!(got, Err(e), "{name}"),
             }
         }
     }

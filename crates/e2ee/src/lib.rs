@@ -1,22 +1,27 @@
-//! The end-to-end encryption rules of a chatmail relay (DESIGN.md,
+//! The end-to-end encryption rules of a chatmail relay (docs/design.md,
 //! "Outgoing mail" and "Incoming mail"): given an SMTP envelope and the raw
 //! RFC 5322 message, decide whether the relay accepts it or answers with
 //! which SMTP reply. Pure functions, no I/O; the milter crate feeds them.
 //!
 //! The rules mirror chatmail's `filtermail` (Python in chatmail/relay, Rust
-//! in chatmail/filtermail) where DESIGN.md is silent; the differences are
+//! in chatmail/filtermail) where docs/design.md is silent; the differences are
 //! listed on [`check_outgoing`] and [`check_incoming`].
 //!
 //! Module map: [`armor`] (ASCII armor, RFC 9580 section 6), [`packets`]
 //! (OpenPGP packet framing, RFC 9580 section 4), [`mime`] (the MIME shapes),
-//! and with the `testmail` feature, `testmail` (a generator of real
+//! [`structure`] (a strict second reading of the MIME structure), and
+//! with the `testmail` feature, `testmail` (a generator of real
 //! encrypted and hostile test messages).
-
-#![forbid(unsafe_code)]
+//!
+//! Depends on nothing of ours: the milter, the DKIM crate and the metrics
+//! build on its verdicts. `sequoia-openpgp` is an optional dependency, only
+//! for the `testmail` generator; the shipped binary never enables it
+//! (docs/design.md, "Crates").
 
 pub mod armor;
 pub mod mime;
 pub mod packets;
+pub mod structure;
 #[cfg(feature = "testmail")]
 pub mod testmail;
 

@@ -2,29 +2,85 @@
 //! (RFC 5322 messages, RFC 2045/2046 MIME).
 //!
 //! - OpenPGP/MIME encrypted mail: RFC 3156 section 4, narrowed as in
-//!   DESIGN.md "Outgoing mail";
+//!   docs/design.md "Outgoing mail";
 //! - Secure-Join requests: the Delta Chat Secure-Join protocol
 //!   (<https://securejoin.readthedocs.io>), steps `vc-request`/`vg-request`,
 //!   the only handshake messages sent before keys are known;
 //! - Autocrypt Setup Message: Autocrypt Level 1 section 4.4;
 //! - delivery status notifications: RFC 3464 (`multipart/report`).
 //!
-//! Every predicate answers "no" when in doubt.
+//! Every predicate answers "no" when in doubt. The three that let a
+//! message through as encrypted or as a cleartext exception also require
+//! the structure to be unambiguous ([`structure::unambiguous`]) and allow
+//! no cleartext outside the parts: the preamble and the epilogue hold at
+//! most what real writers put there, and are bounded.
+//!
+//! What real writers put around `multipart/encrypted`: Delta Chat (its
+//! `mimefactory` builds the message with the `mail-builder` crate, which
+//! writes a blank line before the first delimiter and nothing after the
+//! close delimiter), Mutt (`sendlib`, the same), Thunderbird (a one-line
+//! preamble, "This is an OpenPGP/MIME encrypted message (RFC 4880 and
+//! 3156)", inherited from Enigmail, whose older releases and other
+//! GnuPG front ends wrote "RFC 2440 and 3156"). Delta Chat's Secure-Join
+//! request and Autocrypt Setup Message are `multipart/mixed` from the same
+//! builder: nothing in preamble or epilogue.
 
-use mail_parser::{Address, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Address, Message, MessagePart, PartType};
 
+use crate::structure::{self, Structure, parsed_type as mime_type};
 use crate::{armor, packets};
 
-/// The lower-cased `type/subtype` of a part; RFC 2045 section 5.2 default
-/// `text/plain` when there is no usable Content-Type.
-fn mime_type(part: &MessagePart<'_>) -> String {
-    match part.content_type() {
-        Some(ct) => match &ct.c_subtype {
-            Some(sub) => format!("{}/{}", ct.c_type, sub).to_ascii_lowercase(),
-            None => ct.c_type.to_ascii_lowercase(),
-        },
-        None => "text/plain".to_owned(),
+/// The only non-blank preamble lines accepted in `multipart/encrypted`.
+pub const KNOWN_ENCRYPTED_PREAMBLES: [&str; 2] = [
+    "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)",
+    "This is an OpenPGP/MIME encrypted message (RFC 2440 and 3156)",
+];
+
+/// Upper bound on the preamble, in bytes (the known line is 61).
+pub const MAX_PREAMBLE: usize = 512;
+
+/// Upper bound on the epilogue, which must be blank, in bytes.
+pub const MAX_EPILOGUE: usize = 512;
+
+/// Upper bound on a whole Secure-Join request. Delta Chat's are a few KiB,
+/// most of it the Autocrypt header with the sender's key.
+pub const MAX_SECUREJOIN_MESSAGE: usize = 64 * 1024;
+
+/// Upper bound on the raw body of the Secure-Join text part
+/// (`Secure-Join: vc-request` is 23 bytes).
+pub const MAX_SECUREJOIN_TEXT: usize = 256;
+
+/// Upper bound on a whole Autocrypt Setup Message (an encrypted secret key
+/// of a few KiB, base64-encoded, in a small HTML page).
+pub const MAX_SETUP_MESSAGE: usize = 256 * 1024;
+
+/// Upper bound on the Autocrypt Setup Message's text part and on the text
+/// around the armor in its attachment, in bytes.
+pub const MAX_SETUP_TEXT: usize = 8 * 1024;
+
+/// Whether `preamble` is blank but for at most one line from `known`, and
+/// at most [`MAX_PREAMBLE`] bytes.
+fn preamble_ok(preamble: &[u8], known: &[&str]) -> bool {
+    if preamble.len() > MAX_PREAMBLE {
+        return false;
     }
+    let mut text = preamble
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty());
+    match (text.next(), text.next()) {
+        (None, _) => true,
+        (Some(line), None) => known.iter().any(|k| k.as_bytes() == line),
+        _ => false,
+    }
+}
+
+/// Whether the structure has no cleartext around its parts: preamble as
+/// [`preamble_ok`], blank epilogue of at most [`MAX_EPILOGUE`] bytes.
+fn nothing_around(s: &Structure<'_>, known_preambles: &[&str]) -> bool {
+    preamble_ok(s.preamble, known_preambles)
+        && s.epilogue.len() <= MAX_EPILOGUE
+        && s.epilogue.iter().all(u8::is_ascii_whitespace)
 }
 
 /// The parts directly inside the root part, when the root is a multipart.
@@ -65,7 +121,9 @@ fn first_text_header<'m>(msg: &'m Message<'_>, name: &str) -> Option<&'m str> {
 }
 
 /// Whether `msg` is OpenPGP/MIME encrypted in the narrow sense of
-/// DESIGN.md: top-level `multipart/encrypted` with exactly two leaf parts,
+/// docs/design.md: an unambiguous structure with nothing around the parts
+/// but a known preamble line, top-level `multipart/encrypted` with exactly
+/// two leaf parts,
 /// `application/pgp-encrypted` with body `Version: 1` (trimmed), then
 /// `application/octet-stream` holding one ASCII-armored message whose
 /// packets are PKESK/SKESK* SEIPD (see [`packets::is_encrypted_message`]).
@@ -97,25 +155,41 @@ pub fn is_valid_encrypted(msg: &Message<'_>, allow_armor_headers: bool) -> bool 
     if control.contents().trim_ascii() != b"Version: 1" {
         return false;
     }
+    match structure::unambiguous(msg) {
+        Ok(s) if nothing_around(&s, &KNOWN_ENCRYPTED_PREAMBLES) => {}
+        _ => return false,
+    }
     match armor::dearmor(payload.contents(), allow_armor_headers) {
         Ok(data) => packets::is_encrypted_message(&data),
         Err(_) => false,
     }
 }
 
-/// Whether `msg` is a cleartext Secure-Join request: header `Secure-Join:
-/// vc-request` or `vg-request`, a multipart root with exactly one
-/// `text/plain` leaf whose trimmed, lower-cased text is
-/// `secure-join: vc-request` or `secure-join: vg-request`.
+/// Whether `msg` is a cleartext Secure-Join request as Delta Chat sends it:
+/// one header field `Secure-Join: vc-request` or `vg-request`, a multipart
+/// root with exactly one `text/plain` leaf whose trimmed, lower-cased text
+/// is `secure-join: vc-request` or `secure-join: vg-request`; an
+/// unambiguous structure, blank preamble and epilogue, the part at most
+/// [`MAX_SECUREJOIN_TEXT`] and the message at most
+/// [`MAX_SECUREJOIN_MESSAGE`] bytes, so no cleartext rides along.
 ///
 /// Later Secure-Join steps (`vc-request-with-auth`, ...) are encrypted and
 /// must not pass here.
 pub fn is_securejoin(msg: &Message<'_>) -> bool {
-    if !matches!(
-        first_text_header(msg, "Secure-Join"),
-        Some("vc-request" | "vg-request")
-    ) {
+    if header_fields(msg, "Secure-Join").len() != 1
+        || !matches!(
+            first_text_header(msg, "Secure-Join"),
+            Some("vc-request" | "vg-request")
+        )
+        || msg.raw_message().len() > MAX_SECUREJOIN_MESSAGE
+    {
         return false;
+    }
+    match structure::unambiguous(msg) {
+        Ok(s)
+            if nothing_around(&s, &[])
+                && s.parts.iter().all(|p| p.body.len() <= MAX_SECUREJOIN_TEXT) => {}
+        _ => return false,
     }
     let Some(children) = root_children(msg) else {
         return false;
@@ -135,22 +209,84 @@ pub fn is_securejoin(msg: &Message<'_>) -> bool {
     )
 }
 
-/// Whether `msg` looks like an Autocrypt Setup Message: Subject exactly
-/// `Autocrypt Setup Message` and a `multipart/mixed` root. (Its payload is
-/// encrypted with a setup code, not to a key, so it cannot pass as
-/// OpenPGP/MIME; the caller also requires it to be sent to oneself.)
+/// Whether `msg` is an Autocrypt Setup Message as Delta Chat writes it:
+/// Subject exactly `Autocrypt Setup Message`, an unambiguous
+/// `multipart/mixed` root with blank preamble and epilogue and exactly two
+/// leaf parts, a `text/plain` description of at most [`MAX_SETUP_TEXT`]
+/// bytes and an `application/autocrypt-setup` attachment holding one armored
+/// OpenPGP message (armor headers allowed: `Passphrase-Format`, ...) that
+/// is encrypted ([`packets::is_encrypted_message`]) with at most
+/// [`MAX_SETUP_TEXT`] bytes around it; the whole at most
+/// [`MAX_SETUP_MESSAGE`] bytes. (Its payload is encrypted with a setup
+/// code, not to a key, so it cannot pass as OpenPGP/MIME; the caller also
+/// requires it to be sent to oneself.)
 pub fn is_autocrypt_setup(msg: &Message<'_>) -> bool {
     let Some(root) = msg.parts.first() else {
         return false;
     };
-    msg.subject().map(str::trim) == Some("Autocrypt Setup Message")
-        && mime_type(root) == "multipart/mixed"
+    if msg.subject().map(str::trim) != Some("Autocrypt Setup Message")
+        || mime_type(root) != "multipart/mixed"
+        || msg.raw_message().len() > MAX_SETUP_MESSAGE
+    {
+        return false;
+    }
+    let Ok(s) = structure::unambiguous(msg) else {
+        return false;
+    };
+    if !nothing_around(&s, &[]) {
+        return false;
+    }
+    let Some(children) = root_children(msg) else {
+        return false;
+    };
+    let [text, setup] = children.as_slice() else {
+        return false;
+    };
+    if !is_leaf(text)
+        || !is_leaf(setup)
+        || mime_type(text) != "text/plain"
+        || s.parts[0].body.len() > MAX_SETUP_TEXT
+        || mime_type(setup) != "application/autocrypt-setup"
+    {
+        return false;
+    }
+    armored_with_little_around(setup.contents())
+}
+
+/// Whether `data` holds exactly one armored `PGP MESSAGE` that is
+/// encrypted, with at most [`MAX_SETUP_TEXT`] bytes around it.
+fn armored_with_little_around(data: &[u8]) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+    const END: &[u8] = b"-----END PGP MESSAGE-----";
+    let find = |needle: &[u8]| {
+        let mut hits = data
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .map(|(i, _)| i);
+        match (hits.next(), hits.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
+    };
+    let (Some(begin), Some(end)) = (find(BEGIN), find(END)) else {
+        return false;
+    };
+    let end = end + END.len();
+    if end <= begin || data.len() - (end - begin) > MAX_SETUP_TEXT {
+        return false;
+    }
+    match armor::dearmor(&data[begin..end], true) {
+        Ok(packets) => packets::is_encrypted_message(&packets),
+        Err(_) => false,
+    }
 }
 
 /// Whether `msg` looks like a bounce: a non-empty `Auto-Submitted` header,
 /// a From address starting with `mailer-daemon@` (any case) and a
-/// `multipart/report` root. The envelope condition (null sender) is the
-/// caller's.
+/// `multipart/report` root with an unambiguous structure (a bounce is
+/// cleartext anyway, but what passes as one must read as one everywhere).
+/// The envelope condition (null sender) is the caller's.
 pub fn is_bounce(msg: &Message<'_>) -> bool {
     let Some(root) = msg.parts.first() else {
         return false;
@@ -158,7 +294,10 @@ pub fn is_bounce(msg: &Message<'_>) -> bool {
     let auto_submitted = first_text_header(msg, "Auto-Submitted").is_some_and(|v| !v.is_empty());
     let from_daemon =
         from_address(msg).is_some_and(|a| a.to_ascii_lowercase().starts_with("mailer-daemon@"));
-    auto_submitted && from_daemon && mime_type(root) == "multipart/report"
+    auto_submitted
+        && from_daemon
+        && mime_type(root) == "multipart/report"
+        && structure::unambiguous(msg).is_ok()
 }
 
 /// The single address in the single From header field, or `None` when

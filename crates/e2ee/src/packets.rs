@@ -65,93 +65,100 @@ pub fn split(data: &[u8]) -> Result<Vec<Packet>, FramingError> {
     let mut packets = Vec::new();
     let mut i = 0;
     while i < data.len() {
-        let start = i;
-        let ctb = data[i];
-        i += 1;
-        if ctb & 0x80 == 0 {
-            return Err(FramingError::BadCtb(start));
-        }
-        let truncated = FramingError::Truncated(start);
-        let byte = |at: usize| data.get(at).copied().ok_or(truncated);
-        let mut partial = false;
-        let mut body_start = None;
-        let (tag, format) = if ctb & 0x40 != 0 {
-            // New format: a chain of partial lengths ends with a definite one.
-            let tag = ctb & 0x3f;
-            loop {
-                let first = byte(i)?;
-                let len = match first {
-                    0..=191 => {
-                        i += 1;
-                        usize::from(first)
-                    }
-                    192..=223 => {
-                        let second = byte(i + 1)?;
-                        i += 2;
-                        ((usize::from(first) - 192) << 8) + usize::from(second) + 192
-                    }
-                    224..=254 => {
-                        i += 1;
-                        partial = true;
-                        body_start.get_or_insert(i);
-                        let chunk = 1usize << (first & 0x1f);
-                        i = i
-                            .checked_add(chunk)
-                            .filter(|&e| e <= data.len())
-                            .ok_or(truncated)?;
-                        continue;
-                    }
-                    255 => {
-                        let b = [byte(i + 1)?, byte(i + 2)?, byte(i + 3)?, byte(i + 4)?];
-                        i += 5;
-                        usize::try_from(u32::from_be_bytes(b)).map_err(|_| truncated)?
-                    }
-                };
-                body_start.get_or_insert(i);
-                i = i
-                    .checked_add(len)
-                    .filter(|&e| e <= data.len())
-                    .ok_or(truncated)?;
-                break;
-            }
-            (tag, Format::OpenPgp)
-        } else {
-            let tag = (ctb >> 2) & 0x0f;
-            let len = match ctb & 0x03 {
-                0 => {
-                    let l = usize::from(byte(i)?);
+        let packet = next_packet(data, i)?;
+        i = packet.range.end;
+        packets.push(packet);
+    }
+    Ok(packets)
+}
+
+/// The packet starting at `i`, which is within `data`.
+fn next_packet(data: &[u8], mut i: usize) -> Result<Packet, FramingError> {
+    let start = i;
+    let ctb = data[i];
+    i += 1;
+    if ctb & 0x80 == 0 {
+        return Err(FramingError::BadCtb(start));
+    }
+    let truncated = FramingError::Truncated(start);
+    let byte = |at: usize| data.get(at).copied().ok_or(truncated);
+    let mut partial = false;
+    let mut body_start = None;
+    let (tag, format) = if ctb & 0x40 != 0 {
+        // New format: a chain of partial lengths ends with a definite one.
+        let tag = ctb & 0x3f;
+        loop {
+            let first = byte(i)?;
+            let len = match first {
+                0..=191 => {
                     i += 1;
-                    l
+                    usize::from(first)
                 }
-                1 => {
-                    let l = usize::from(u16::from_be_bytes([byte(i)?, byte(i + 1)?]));
+                192..=223 => {
+                    let second = byte(i + 1)?;
                     i += 2;
-                    l
+                    ((usize::from(first) - 192) << 8) + usize::from(second) + 192
                 }
-                2 => {
-                    let b = [byte(i)?, byte(i + 1)?, byte(i + 2)?, byte(i + 3)?];
-                    i += 4;
+                224..=254 => {
+                    i += 1;
+                    partial = true;
+                    body_start.get_or_insert(i);
+                    let chunk = 1usize << (first & 0x1f);
+                    i = i
+                        .checked_add(chunk)
+                        .filter(|&e| e <= data.len())
+                        .ok_or(truncated)?;
+                    continue;
+                }
+                255 => {
+                    let b = [byte(i + 1)?, byte(i + 2)?, byte(i + 3)?, byte(i + 4)?];
+                    i += 5;
                     usize::try_from(u32::from_be_bytes(b)).map_err(|_| truncated)?
                 }
-                _ => return Err(FramingError::Indeterminate(start)),
             };
-            body_start = Some(i);
+            body_start.get_or_insert(i);
             i = i
                 .checked_add(len)
                 .filter(|&e| e <= data.len())
                 .ok_or(truncated)?;
-            (tag, Format::Legacy)
+            break;
+        }
+        (tag, Format::OpenPgp)
+    } else {
+        let tag = (ctb >> 2) & 0x0f;
+        let len = match ctb & 0x03 {
+            0 => {
+                let l = usize::from(byte(i)?);
+                i += 1;
+                l
+            }
+            1 => {
+                let l = usize::from(u16::from_be_bytes([byte(i)?, byte(i + 1)?]));
+                i += 2;
+                l
+            }
+            2 => {
+                let b = [byte(i)?, byte(i + 1)?, byte(i + 2)?, byte(i + 3)?];
+                i += 4;
+                usize::try_from(u32::from_be_bytes(b)).map_err(|_| truncated)?
+            }
+            _ => return Err(FramingError::Indeterminate(start)),
         };
-        let first_body_octet = body_start.filter(|&b| b < i).map(|b| data[b]);
-        packets.push(Packet {
-            tag,
-            format,
-            partial,
-            range: start..i,
-            first_body_octet,
-        });
-    }
-    Ok(packets)
+        body_start = Some(i);
+        i = i
+            .checked_add(len)
+            .filter(|&e| e <= data.len())
+            .ok_or(truncated)?;
+        (tag, Format::Legacy)
+    };
+    let first_body_octet = body_start.filter(|&b| b < i).map(|b| data[b]);
+    Ok(Packet {
+        tag,
+        format,
+        partial,
+        range: start..i,
+        first_body_octet,
+    })
 }
 
 /// Whether `data` is an encrypted OpenPGP message in the narrow sense we
@@ -161,16 +168,26 @@ pub fn split(data: &[u8]) -> Result<Vec<Packet>, FramingError> {
 /// Partial body lengths are only accepted on the SEIPD, as RFC 9580 allows
 /// them only for data packets.
 pub fn is_encrypted_message(data: &[u8]) -> bool {
-    let Ok(packets) = split(data) else {
-        return false;
-    };
-    let Some((last, esks)) = packets.split_last() else {
-        return false;
-    };
-    let esks_ok = esks
-        .iter()
-        .all(|p| matches!(p.tag, TAG_PKESK | TAG_SKESK) && !p.partial);
-    esks_ok && last.tag == TAG_SEIPD && matches!(last.first_body_octet, Some(1 | 2))
+    // One packet at a time rather than `split`: data of many tiny packets
+    // would cost a `Packet` per two bytes.
+    let mut i = 0;
+    let mut seipd = None;
+    while i < data.len() {
+        let Ok(p) = next_packet(data, i) else {
+            return false;
+        };
+        i = p.range.end;
+        if seipd.is_some() {
+            // Something after the SEIPD.
+            return false;
+        }
+        if p.tag == TAG_SEIPD {
+            seipd = Some(p);
+        } else if !matches!(p.tag, TAG_PKESK | TAG_SKESK) || p.partial {
+            return false;
+        }
+    }
+    seipd.is_some_and(|last| matches!(last.first_body_octet, Some(1 | 2)))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use sequoia_openpgp as openpgp;
 
 use openpgp::cert::{CertBuilder, CipherSuite};
@@ -18,6 +20,8 @@ use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Signer};
 use openpgp::types::Features;
 use openpgp::{Cert, Profile};
+
+use Expect::{Accept, Reject};
 
 use crate::armor::crc24;
 use crate::packets::{self, Format, TAG_PKESK, TAG_SEIPD, TAG_SKESK};
@@ -64,6 +68,39 @@ pub struct ManifestEntry<'a> {
     pub mail_from: &'a str,
     /// Envelope recipients.
     pub rcpt_to: &'a [String],
+    /// How `mail-parser`, the parser the rules act on, reads the top
+    /// level; `None` when it finds no header at all.
+    pub top_level: Option<TopLevel>,
+}
+
+/// The top-level MIME structure as one parser reads it, for comparison
+/// with an independent parser.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopLevel {
+    /// The root's lower-cased `type/subtype`.
+    pub content_type: String,
+    /// The types of the root's direct parts, when it is a multipart.
+    pub parts: Option<Vec<String>>,
+}
+
+/// How `mail-parser` reads the top level of `raw`.
+pub fn top_level(raw: &[u8]) -> Option<TopLevel> {
+    use crate::structure::parsed_type;
+    let msg = crate::parse(raw)?;
+    let root = msg.parts.first()?;
+    let parts = match &root.body {
+        mail_parser::PartType::Multipart(ids) => Some(
+            ids.iter()
+                .filter_map(|&id| msg.parts.get(usize::try_from(id).ok()?))
+                .map(parsed_type)
+                .collect(),
+        ),
+        _ => None,
+    };
+    Some(TopLevel {
+        content_type: parsed_type(root),
+        parts,
+    })
 }
 
 /// Why generation failed.
@@ -97,28 +134,6 @@ pub enum Crc {
     Malformed,
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from_be_bytes([0, b[0], b[1], b[2]]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// ASCII-armors `data` as a `PGP MESSAGE` with CRLF lines of 64 characters.
 pub fn armor(data: &[u8], headers: &[(&str, &str)], crc: Crc) -> String {
     let mut s = String::from("-----BEGIN PGP MESSAGE-----\r\n");
@@ -126,16 +141,19 @@ pub fn armor(data: &[u8], headers: &[(&str, &str)], crc: Crc) -> String {
         s.push_str(&format!("{k}: {v}\r\n"));
     }
     s.push_str("\r\n");
-    let b64 = base64(data);
+    let b64 = STANDARD.encode(data);
     for line in b64.as_bytes().chunks(64) {
         s.push_str(std::str::from_utf8(line).unwrap_or_default());
         s.push_str("\r\n");
     }
     let c = crc24(data);
     match crc {
-        Crc::Correct => s.push_str(&format!("={}\r\n", &base64(&c.to_be_bytes()[1..]))),
+        Crc::Correct => s.push_str(&format!("={}\r\n", &STANDARD.encode(&c.to_be_bytes()[1..]))),
         Crc::Missing => {}
-        Crc::Wrong => s.push_str(&format!("={}\r\n", &base64(&(c ^ 1).to_be_bytes()[1..]))),
+        Crc::Wrong => s.push_str(&format!(
+            "={}\r\n",
+            &STANDARD.encode(&(c ^ 1).to_be_bytes()[1..])
+        )),
         Crc::Malformed => s.push_str("=4cf0a3\r\n"),
     }
     s.push_str("-----END PGP MESSAGE-----\r\n");
@@ -362,288 +380,294 @@ fn multipart_mixed_text(text: &str) -> String {
     )
 }
 
+/// What makes each run of the generator different: ciphertexts and a
+/// signature made with freshly generated keys. Everything else is built
+/// from these bytes and the envelope, deterministically.
+struct Material {
+    /// Encrypted to v4 keys advertising SEIPDv1 only.
+    v4_seipd1: Vec<u8>,
+    /// Encrypted to v4 keys advertising SEIPDv2.
+    v4_seipd2: Vec<u8>,
+    /// Encrypted to v6 keys.
+    v6: Vec<u8>,
+    /// Encrypted with a password (SKESK).
+    password: Vec<u8>,
+    /// Signed, not encrypted.
+    signed: Vec<u8>,
+    /// The secret of the Autocrypt Setup Message, encrypted with a password.
+    setup_secret: Vec<u8>,
+}
+
+/// The plaintext of every encrypted case.
+const INNER: &[u8] =
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello from the test suite.\r\n";
+
+/// The cleartext that hostile cases smuggle.
+const SECRET: &str = "Meet me at noon.";
+
+impl Material {
+    fn new(from: &str, to: &[String]) -> Result<Material, Error> {
+        let rcpt = to.first().map_or("rcpt@example.org", |s| s.as_str());
+        let mut keys = Vec::new();
+        for kind in [KeyKind::V4Seipd1, KeyKind::V4Seipd2, KeyKind::V6] {
+            keys.push((gen_cert(rcpt, kind)?, gen_cert(from, kind)?));
+        }
+        let [v4_seipd1, v4_seipd2, v6] = [0, 1, 2].map(|i| {
+            let (rcpt, me) = &keys[i];
+            encrypt(&[rcpt.clone(), me.clone()], INNER)
+        });
+        Ok(Material {
+            v4_seipd1: v4_seipd1?,
+            v4_seipd2: v4_seipd2?,
+            v6: v6?,
+            password: encrypt_with_password(INNER)?,
+            signed: sign_only(&keys[0].1, SECRET.as_bytes())?,
+            setup_secret: encrypt_with_password(b"secret key")?,
+        })
+    }
+}
+
 /// Generates every case for envelope sender `from` and recipients `to`.
 ///
 /// # Errors
 /// [`Error::OpenPgp`] when key generation or encryption fails.
 pub fn generate(from: &str, to: &[String]) -> Result<Vec<TestMail>, Error> {
-    use Expect::{Accept, Reject};
+    let mut out = cases(from, to, &Material::new(from, to)?)?;
+    stamp_message_ids(&mut out);
+    Ok(out)
+}
 
-    let inner = b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello from the test suite.\r\n";
-    let mut keys = Vec::new();
-    for kind in [KeyKind::V4Seipd1, KeyKind::V4Seipd2, KeyKind::V6] {
-        let rcpt = gen_cert(to.first().map_or("rcpt@example.org", |s| s.as_str()), kind)?;
-        let me = gen_cert(from, kind)?;
-        keys.push((rcpt, me));
+/// Every case, built from `m`: the same material gives the same bytes.
+fn cases(from: &str, to: &[String], m: &Material) -> Result<Vec<TestMail>, Error> {
+    let mut c = Cases {
+        from,
+        to,
+        out: Vec::new(),
+    };
+    encrypted_cases(&mut c, m);
+    armor_cases(&mut c, m);
+    packet_cases(&mut c, m)?;
+    mime_cases(&mut c, m);
+    securejoin_cases(&mut c);
+    for (name, raw, outgoing, incoming) in structure_cases(
+        &c.encrypted(&encrypted_body(&m.v6)),
+        &c.securejoin("vc-request", "Secure-Join: vc-request"),
+    ) {
+        c.add(&name, raw, outgoing, incoming);
     }
-    let encrypted: Vec<Vec<u8>> = keys
-        .iter()
-        .map(|(rcpt, me)| encrypt(&[rcpt.clone(), me.clone()], inner))
-        .collect::<Result<_, _>>()?;
-    let v4s1 = &encrypted[0];
-    let v4s2 = &encrypted[1];
-    let v6 = &encrypted[2];
+    from_header_cases(&mut c, m);
+    bounce_cases(&mut c);
+    autocrypt_setup_cases(&mut c, m);
+    Ok(c.out)
+}
 
-    let hdr = |subject: &str| headers(from, to, subject, &[]);
-    let mut out = Vec::new();
-    let mut add = |name: &str, raw: String, outgoing: Expect, incoming: Expect| {
-        out.push(TestMail {
+/// The cases made so far for one envelope.
+struct Cases<'a> {
+    from: &'a str,
+    to: &'a [String],
+    out: Vec<TestMail>,
+}
+
+impl Cases<'_> {
+    /// Adds a case sent from `from` to `to`.
+    fn add(&mut self, name: &str, raw: String, outgoing: Expect, incoming: Expect) {
+        let (from, to) = (self.from.to_owned(), self.to.to_vec());
+        self.add_sent(name, from, to, raw, outgoing, incoming);
+    }
+
+    /// Adds a case with an envelope of its own.
+    fn add_sent(
+        &mut self,
+        name: &str,
+        mail_from: String,
+        rcpt_to: Vec<String>,
+        raw: String,
+        outgoing: Expect,
+        incoming: Expect,
+    ) {
+        self.out.push(TestMail {
             name: name.to_owned(),
-            mail_from: from.to_owned(),
-            rcpt_to: to.to_vec(),
+            mail_from,
+            rcpt_to,
             raw: raw.into_bytes(),
             outgoing,
             incoming,
         });
+    }
+
+    /// A whole message with `body` (its MIME header and body) under the
+    /// shared headers and subject `...`.
+    fn encrypted(&self, body: &str) -> String {
+        headers(self.from, self.to, "...", &[]) + body
+    }
+
+    /// A cleartext Secure-Join message with header field `Secure-Join:
+    /// header` and text `text`.
+    fn securejoin(&self, header: &str, text: &str) -> String {
+        headers(
+            self.from,
+            self.to,
+            "Message from Delta Chat",
+            &[("Secure-Join", header)],
+        ) + &multipart_mixed_text(text)
+    }
+}
+
+/// The OpenPGP/MIME body around `data`, armored with its CRC.
+fn encrypted_body(data: &[u8]) -> String {
+    PgpMime::new(armor(data, &[], Crc::Correct)).body()
+}
+
+/// Real encrypted mail, as clients write it.
+fn encrypted_cases(c: &mut Cases<'_>, m: &Material) {
+    let legacy = legacy_esk_headers(&m.v4_seipd1);
+    let real: [(&str, &[u8]); 5] = [
+        ("encrypted-v4-seipdv1", &m.v4_seipd1),
+        ("encrypted-v4-seipdv2", &m.v4_seipd2),
+        ("encrypted-v6-seipdv2", &m.v6),
+        ("encrypted-legacy-pkesk-headers", &legacy),
+        ("encrypted-password-skesk", &m.password),
+    ];
+    for (name, data) in real {
+        c.add(name, c.encrypted(&encrypted_body(data)), Accept, Accept);
+    }
+    let lf = c.encrypted(&encrypted_body(&m.v6)).replace("\r\n", "\n");
+    c.add("encrypted-lf-line-endings", lf, Accept, Accept);
+}
+
+/// Variants of the ASCII armor.
+fn armor_cases(c: &mut Cases<'_>, m: &Material) {
+    let armored = |c: &Cases<'_>, data: &[u8], headers: &[(&str, &str)], crc| {
+        c.encrypted(&PgpMime::new(armor(data, headers, crc)).body())
     };
-    let enc = |data: &[u8]| PgpMime::new(armor(data, &[], Crc::Correct)).body();
+    for (name, crc, expect) in [
+        ("crc-correct", Crc::Correct, Accept),
+        ("crc-missing", Crc::Missing, Accept),
+        ("crc-wrong", Crc::Wrong, Reject),
+        ("crc-malformed", Crc::Malformed, Reject),
+    ] {
+        let raw = armored(c, &m.v6, &[], crc);
+        c.add(name, raw, expect, expect);
+    }
+    let raw = armored(c, &m.v6, &[("Version", "GnuPG v2")], Crc::Correct);
+    c.add("armor-version-header", raw, Reject, Accept);
 
-    // Real encrypted mail.
-    add(
-        "encrypted-v4-seipdv1",
-        hdr("...") + &enc(v4s1),
-        Accept,
-        Accept,
-    );
-    add(
-        "encrypted-v4-seipdv2",
-        hdr("...") + &enc(v4s2),
-        Accept,
-        Accept,
-    );
-    add(
-        "encrypted-v6-seipdv2",
-        hdr("...") + &enc(v6),
-        Accept,
-        Accept,
-    );
-    add(
-        "encrypted-legacy-pkesk-headers",
-        hdr("...") + &enc(&legacy_esk_headers(v4s1)),
-        Accept,
-        Accept,
-    );
-    add(
-        "encrypted-password-skesk",
-        hdr("...") + &enc(&encrypt_with_password(inner)?),
-        Accept,
-        Accept,
-    );
-    add(
-        "encrypted-lf-line-endings",
-        (hdr("...") + &enc(v6)).replace("\r\n", "\n"),
-        Accept,
-        Accept,
-    );
-
-    // Armor variants.
-    let armored = |crc| PgpMime::new(armor(v6, &[], crc)).body();
-    add(
-        "crc-correct",
-        hdr("...") + &armored(Crc::Correct),
-        Accept,
-        Accept,
-    );
-    add(
-        "crc-missing",
-        hdr("...") + &armored(Crc::Missing),
-        Accept,
-        Accept,
-    );
-    add(
-        "crc-wrong",
-        hdr("...") + &armored(Crc::Wrong),
-        Reject,
-        Reject,
-    );
-    add(
-        "crc-malformed",
-        hdr("...") + &armored(Crc::Malformed),
-        Reject,
-        Reject,
-    );
-    add(
-        "armor-version-header",
-        hdr("...") + &PgpMime::new(armor(v6, &[("Version", "GnuPG v2")], Crc::Correct)).body(),
-        Reject,
-        Accept,
-    );
-    let full = armor(v4s1, &[], Crc::Correct);
-    add(
-        "armor-truncated",
-        hdr("...") + &PgpMime::new(full[..full.len() / 2].to_owned() + "\r\n").body(),
-        Reject,
-        Reject,
-    );
+    let full = armor(&m.v4_seipd1, &[], Crc::Correct);
     let mut bad = full.clone();
     // Replace a base64 character in the middle of the first body line.
     let pos = full.find("\r\n\r\n").unwrap_or(0) + 10;
     bad.replace_range(pos..pos + 1, "*");
-    add(
-        "armor-bad-base64",
-        hdr("...") + &PgpMime::new(bad).body(),
-        Reject,
-        Reject,
-    );
-    add(
-        "armor-cleartext-after-end",
-        hdr("...") + &PgpMime::new(full.clone() + "Meet me at noon.\r\n").body(),
-        Reject,
-        Reject,
-    );
+    for (name, payload) in [
+        (
+            "armor-truncated",
+            full[..full.len() / 2].to_owned() + "\r\n",
+        ),
+        ("armor-bad-base64", bad),
+        ("armor-cleartext-after-end", format!("{full}{SECRET}\r\n")),
+    ] {
+        let raw = c.encrypted(&PgpMime::new(payload).body());
+        c.add(name, raw, Reject, Reject);
+    }
+}
 
-    // Packet-level forgeries.
+/// Packet sequences that are not one encrypted message, armored correctly.
+fn packet_cases(c: &mut Cases<'_>, m: &Material) -> Result<(), Error> {
+    let v4s1 = &m.v4_seipd1;
     let split = packets::split(v4s1).map_err(|e| Error::OpenPgp(e.to_string()))?;
-    let esks: Vec<u8> = split
-        .iter()
-        .filter(|p| p.tag != TAG_SEIPD)
-        .flat_map(|p| v4s1[p.range.clone()].to_vec())
-        .collect();
-    let seipd: Vec<u8> = split
-        .iter()
-        .filter(|p| p.tag == TAG_SEIPD)
-        .flat_map(|p| v4s1[p.range.clone()].to_vec())
-        .collect();
-    let secret = b"Meet me at noon.";
-    add(
-        "literal-instead-of-seipd",
-        hdr("...") + &enc(&literal_packet(secret)),
-        Reject,
-        Reject,
-    );
-    add(
-        "pkesk-then-literal",
-        hdr("...") + &enc(&[esks.clone(), literal_packet(secret)].concat()),
-        Reject,
-        Reject,
-    );
-    add(
-        "trailing-literal-after-seipd",
-        hdr("...") + &enc(&[v4s1.clone(), literal_packet(secret)].concat()),
-        Reject,
-        Reject,
-    );
-    add(
-        "trailing-junk-after-seipd",
-        hdr("...") + &enc(&[v4s1.as_slice(), b"Meet me at noon."].concat()),
-        Reject,
-        Reject,
-    );
-    add(
-        "two-seipd",
-        hdr("...") + &enc(&[v4s1.clone(), seipd.clone()].concat()),
-        Reject,
-        Reject,
-    );
-    let compressed = packet(8, &[&[0u8][..], &literal_packet(secret)].concat());
-    add(
-        "compressed-packet",
-        hdr("...") + &enc(&[esks.clone(), compressed].concat()),
-        Reject,
-        Reject,
-    );
-    add(
-        "sed-without-integrity",
-        hdr("...") + &enc(&[esks, packet(9, &[0x42; 64])].concat()),
-        Reject,
-        Reject,
-    );
-    add(
-        "signed-only",
-        hdr("...") + &enc(&sign_only(&keys[0].1, secret)?),
-        Reject,
-        Reject,
-    );
-
-    // MIME-level forgeries.
-    add(
-        "cleartext",
-        hdr("hello") + "Content-Type: text/plain; charset=utf-8\r\n\r\nMeet me at noon.\r\n",
-        Reject,
-        Reject,
-    );
-    add(
-        "fake-encrypted-cleartext-body",
-        hdr("...") + &PgpMime::new("Meet me at noon.\r\n".to_owned()).body(),
-        Reject,
-        Reject,
-    );
-    let mut three = PgpMime::new(armor(v6, &[], Crc::Correct));
-    three.extra_part = Some("Meet me at noon.");
-    add("three-parts", hdr("...") + &three.body(), Reject, Reject);
-    let mut nested = PgpMime::new(armor(v6, &[], Crc::Correct));
-    nested.nest_payload = true;
-    add(
-        "nested-multipart",
-        hdr("...") + &nested.body(),
-        Reject,
-        Reject,
-    );
-    let mut wrong_first = PgpMime::new(armor(v6, &[], Crc::Correct));
-    wrong_first.version_part_type = "text/plain";
-    add(
-        "wrong-first-part",
-        hdr("...") + &wrong_first.body(),
-        Reject,
-        Reject,
-    );
-    let mut wrong_version = PgpMime::new(armor(v6, &[], Crc::Correct));
-    wrong_version.version_body = "Version: 2";
-    add(
-        "wrong-version-body",
-        hdr("...") + &wrong_version.body(),
-        Reject,
-        Reject,
-    );
-
-    // Secure-Join.
-    let sj = |header: &str, body: &str| {
-        headers(
-            from,
-            to,
-            "Message from Delta Chat",
-            &[("Secure-Join", header)],
-        ) + &multipart_mixed_text(body)
+    let packets_where = |keep: fn(u8) -> bool| -> Vec<u8> {
+        split
+            .iter()
+            .filter(|p| keep(p.tag))
+            .flat_map(|p| v4s1[p.range.clone()].to_vec())
+            .collect()
     };
-    add(
-        "securejoin-vc-request",
-        sj("vc-request", "Secure-Join: vc-request"),
-        Accept,
-        Accept,
-    );
-    add(
-        "securejoin-vg-request",
-        sj("vg-request", "Secure-Join: vg-request"),
-        Accept,
-        Accept,
-    );
-    add(
-        "securejoin-fake-body",
-        sj("vc-request", "Meet me at noon."),
-        Reject,
-        Reject,
-    );
-    add(
-        "securejoin-vc-request-with-auth-cleartext",
-        sj("vc-request-with-auth", "Secure-Join: vc-request-with-auth"),
-        Reject,
-        Reject,
-    );
+    let esks = packets_where(|tag| tag != TAG_SEIPD);
+    let seipd = packets_where(|tag| tag == TAG_SEIPD);
+    let literal = literal_packet(SECRET.as_bytes());
+    let compressed = packet(8, &[&[0u8][..], &literal].concat());
+    for (name, data) in [
+        ("literal-instead-of-seipd", literal.clone()),
+        ("pkesk-then-literal", [&esks[..], &literal].concat()),
+        (
+            "trailing-literal-after-seipd",
+            [&v4s1[..], &literal].concat(),
+        ),
+        (
+            "trailing-junk-after-seipd",
+            [&v4s1[..], SECRET.as_bytes()].concat(),
+        ),
+        ("two-seipd", [&v4s1[..], &seipd].concat()),
+        ("compressed-packet", [&esks[..], &compressed].concat()),
+        (
+            "sed-without-integrity",
+            [esks.clone(), packet(9, &[0x42; 64])].concat(),
+        ),
+        ("signed-only", m.signed.clone()),
+    ] {
+        c.add(name, c.encrypted(&encrypted_body(&data)), Reject, Reject);
+    }
+    Ok(())
+}
 
-    // From header.
-    let other = format!(
-        "someone-else@{}",
-        from.rsplit_once('@').map_or("x", |d| d.1)
-    );
-    add(
-        "from-header-mismatch",
-        headers(&other, to, "...", &[]) + &enc(v6),
-        Reject,
-        Accept,
-    );
+/// Cleartext, and `multipart/encrypted` of the wrong shape.
+fn mime_cases(c: &mut Cases<'_>, m: &Material) {
+    let cleartext = headers(c.from, c.to, "hello", &[])
+        + &format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{SECRET}\r\n");
+    c.add("cleartext", cleartext, Reject, Reject);
+    let fake = c.encrypted(&PgpMime::new(format!("{SECRET}\r\n")).body());
+    c.add("fake-encrypted-cleartext-body", fake, Reject, Reject);
+    type Tweak = fn(&mut PgpMime<'_>);
+    let tweaks: [(&str, Tweak); 4] = [
+        ("three-parts", |p| p.extra_part = Some(SECRET)),
+        ("nested-multipart", |p| p.nest_payload = true),
+        ("wrong-first-part", |p| p.version_part_type = "text/plain"),
+        ("wrong-version-body", |p| p.version_body = "Version: 2"),
+    ];
+    for (name, tweak) in tweaks {
+        let mut mime = PgpMime::new(armor(&m.v6, &[], Crc::Correct));
+        tweak(&mut mime);
+        c.add(name, c.encrypted(&mime.body()), Reject, Reject);
+    }
+}
 
-    // Bounces.
-    let domain = from.rsplit_once('@').map_or("example.org", |d| d.1);
+/// Secure-Join requests, real and fake.
+fn securejoin_cases(c: &mut Cases<'_>) {
+    for (name, header, text, expect) in [
+        (
+            "securejoin-vc-request",
+            "vc-request",
+            "Secure-Join: vc-request",
+            Accept,
+        ),
+        (
+            "securejoin-vg-request",
+            "vg-request",
+            "Secure-Join: vg-request",
+            Accept,
+        ),
+        ("securejoin-fake-body", "vc-request", SECRET, Reject),
+        (
+            "securejoin-vc-request-with-auth-cleartext",
+            "vc-request-with-auth",
+            "Secure-Join: vc-request-with-auth",
+            Reject,
+        ),
+    ] {
+        c.add(name, c.securejoin(header, text), expect, expect);
+    }
+}
+
+/// Encrypted mail whose From header is not the envelope sender.
+fn from_header_cases(c: &mut Cases<'_>, m: &Material) {
+    let domain = c.from.rsplit_once('@').map_or("x", |d| d.1);
+    let other = format!("someone-else@{domain}");
+    let raw = headers(&other, c.to, "...", &[]) + &encrypted_body(&m.v6);
+    c.add("from-header-mismatch", raw, Reject, Accept);
+}
+
+/// Delivery status notifications, with and without the null sender.
+fn bounce_cases(c: &mut Cases<'_>) {
+    let domain = c.from.rsplit_once('@').map_or("example.org", |d| d.1);
     let daemon = format!("MAILER-DAEMON@{domain}");
     let report = format!(
         "Content-Type: multipart/report; report-type=delivery-status;\r\n \
@@ -652,59 +676,66 @@ pub fn generate(from: &str, to: &[String]) -> Result<Vec<TestMail>, Error> {
          --{BOUNDARY}\r\nContent-Type: message/delivery-status\r\n\r\n\
          Reporting-MTA: dns; {domain}\r\n\r\nFinal-Recipient: rfc822; {}\r\n\
          Action: failed\r\nStatus: 5.1.1\r\n\r\n--{BOUNDARY}--\r\n",
-        to.first().map_or("x@example.org", |s| s.as_str())
+        c.to.first().map_or("x@example.org", |s| s.as_str())
     );
     let bounce = headers(
         &daemon,
-        to,
+        c.to,
         "Undelivered Mail Returned to Sender",
         &[("Auto-Submitted", "auto-replied")],
     ) + &report;
-    add("bounce-with-sender", bounce.clone(), Reject, Reject);
-    out.push(TestMail {
-        name: "bounce-null-sender".into(),
-        mail_from: String::new(),
-        rcpt_to: to.to_vec(),
-        raw: bounce.into_bytes(),
-        outgoing: Reject,
-        incoming: Accept,
-    });
+    c.add("bounce-with-sender", bounce.clone(), Reject, Reject);
+    // A bounce whose report another parser reads as plain text.
+    let ambiguous_bounce = edit(
+        &bounce,
+        "Content-Type: multipart/report;",
+        "Content-Type: text/plain\r\nContent-Type: multipart/report;",
+    );
+    for (name, raw, incoming) in [
+        ("bounce-null-sender", bounce, Accept),
+        ("bounce-dup-content-type", ambiguous_bounce, Reject),
+    ] {
+        let to = c.to.to_vec();
+        c.add_sent(name, String::new(), to, raw, Reject, incoming);
+    }
+}
 
-    // Autocrypt Setup Message.
-    let asm_body = format!(
+/// Autocrypt Setup Messages, sent to oneself or not, and hostile variants.
+fn autocrypt_setup_cases(c: &mut Cases<'_>, m: &Material) {
+    let body = format!(
         "Autocrypt-Setup-Message: v1\r\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\n\r\n\
          --{BOUNDARY}\r\nContent-Type: text/plain\r\n\r\nThis is the Autocrypt Setup Message.\r\n\
          --{BOUNDARY}\r\nContent-Type: application/autocrypt-setup\r\n\
          Content-Disposition: attachment; filename=\"autocrypt-setup-message.html\"\r\n\r\n\
          <html><body><pre>\r\n{}</pre></body></html>\r\n--{BOUNDARY}--\r\n",
         armor(
-            &encrypt_with_password(b"secret key")?,
+            &m.setup_secret,
             &[("Passphrase-Format", "numeric9x4")],
             Crc::Correct
         )
     );
-    let me = vec![from.to_owned()];
-    out.push(TestMail {
-        name: "autocrypt-setup-self".into(),
-        mail_from: from.to_owned(),
-        rcpt_to: me.clone(),
-        raw: (headers(from, &me, "Autocrypt Setup Message", &[]) + &asm_body).into_bytes(),
-        outgoing: Accept,
-        incoming: Reject,
-    });
-    out.push(TestMail {
-        name: "autocrypt-setup-to-other".into(),
-        mail_from: from.to_owned(),
-        rcpt_to: to.to_vec(),
-        raw: (headers(from, to, "Autocrypt Setup Message", &[]) + &asm_body).into_bytes(),
-        outgoing: Reject,
-        incoming: Reject,
-    });
-    // Distinct Message-IDs, so nothing downstream mistakes a case for a duplicate.
+    let subject = "Autocrypt Setup Message";
+    let me = vec![c.from.to_owned()];
+    let to_self = headers(c.from, &me, subject, &[]) + &body;
+    let to_other = headers(c.from, c.to, subject, &[]) + &body;
+    let add_self = |c: &mut Cases<'_>, name: &str, raw: String, outgoing| {
+        let from = c.from.to_owned();
+        c.add_sent(name, from, me.clone(), raw, outgoing, Reject);
+    };
+    add_self(c, "autocrypt-setup-self", to_self.clone(), Accept);
+    c.add("autocrypt-setup-to-other", to_other, Reject, Reject);
+    for (name, raw, outgoing) in asm_cases(&to_self) {
+        add_self(c, &name, raw, outgoing);
+    }
+}
+
+/// Gives every case a distinct Message-ID, so nothing downstream mistakes
+/// a case for a duplicate.
+fn stamp_message_ids(out: &mut [TestMail]) {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    for m in &mut out {
+    for m in out {
         let raw = String::from_utf8_lossy(&m.raw).into_owned();
         if let Some(start) = raw.find("Message-ID: <")
             && let Some(len) = raw[start..].find('>')
@@ -713,7 +744,368 @@ pub fn generate(from: &str, to: &[String]) -> Result<Vec<TestMail>, Error> {
             m.raw = format!("{}{id}{}", &raw[..start], &raw[start + len..]).into_bytes();
         }
     }
-    Ok(out)
+}
+
+/// Replaces the first `from` in `s` by `to`; panics when absent, so a
+/// changed template cannot silently turn a hostile case into a benign one.
+fn edit(s: &str, from: &str, to: &str) -> String {
+    assert!(s.contains(from), "template lacks {from:?}");
+    s.replacen(from, to, 1)
+}
+
+/// `s` with `text` inserted before the first `anchor` (see [`edit`]).
+fn insert_before(s: &str, anchor: &str, text: &str) -> String {
+    edit(s, anchor, &format!("{text}{anchor}"))
+}
+
+/// `s` with `text` inserted after the first `anchor` (see [`edit`]).
+fn insert_after(s: &str, anchor: &str, text: &str) -> String {
+    edit(s, anchor, &format!("{anchor}{text}"))
+}
+
+/// Variants of the real encrypted message `good` and the Secure-Join
+/// request `sj` whose MIME structure is ambiguous (parsers disagree on it)
+/// or that carry cleartext outside the parts. `(name, raw, outgoing,
+/// incoming)`.
+fn structure_cases(good: &str, sj: &str) -> Vec<(String, String, Expect, Expect)> {
+    let b = BOUNDARY;
+    let top_ct = "Content-Type: multipart/encrypted;";
+    let control_ct = "Content-Type: application/pgp-encrypted\r\n";
+    let payload_ct = "Content-Type: application/octet-stream;";
+    let preamble = "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n";
+    let close = format!("\r\n--{b}--\r\n");
+    let mut v: Vec<(&str, String, Expect)> = vec![
+        // Accepted shapes real writers produce.
+        ("structure-preamble-empty", edit(good, preamble, ""), Accept),
+        (
+            "structure-preamble-rfc2440",
+            edit(good, "RFC 4880 and 3156", "RFC 2440 and 3156"),
+            Accept,
+        ),
+        (
+            "structure-epilogue-blank-lines",
+            insert_after(good, &close, "\r\n\r\n"),
+            Accept,
+        ),
+        (
+            "structure-cte-7bit-on-multipart",
+            insert_before(good, top_ct, "Content-Transfer-Encoding: 7bit\r\n"),
+            Accept,
+        ),
+        // Repeated MIME header fields, at the top and in each part.
+        (
+            "dup-content-type-plain-first",
+            insert_before(good, top_ct, "Content-Type: text/plain\r\n"),
+            Reject,
+        ),
+        (
+            "dup-content-type-plain-last",
+            edit(
+                good,
+                &format!("boundary=\"{b}\"\r\n"),
+                &format!("boundary=\"{b}\"\r\nContent-Type: text/plain\r\n"),
+            ),
+            Reject,
+        ),
+        (
+            "dup-content-type-same-twice",
+            insert_before(
+                good,
+                top_ct,
+                &format!(
+                    "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{b}\"\r\n"
+                ),
+            ),
+            Reject,
+        ),
+        (
+            "dup-content-transfer-encoding-top",
+            insert_before(
+                good,
+                top_ct,
+                "Content-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n",
+            ),
+            Reject,
+        ),
+        (
+            "dup-mime-version-top",
+            edit(
+                good,
+                "MIME-Version: 1.0\r\n",
+                "MIME-Version: 1.0\r\nMIME-Version: 1.0\r\n",
+            ),
+            Reject,
+        ),
+        (
+            "dup-content-type-control-part",
+            insert_before(good, control_ct, "Content-Type: text/plain\r\n"),
+            Reject,
+        ),
+        (
+            "dup-content-type-payload-part",
+            insert_before(good, payload_ct, "Content-Type: text/plain\r\n"),
+            Reject,
+        ),
+        (
+            "dup-content-transfer-encoding-payload-part",
+            insert_before(
+                good,
+                payload_ct,
+                "Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n",
+            ),
+            Reject,
+        ),
+        (
+            "dup-mime-version-payload-part",
+            insert_before(
+                good,
+                payload_ct,
+                "MIME-Version: 1.0\r\nMIME-Version: 1.0\r\n",
+            ),
+            Reject,
+        ),
+        (
+            "cte-base64-on-multipart",
+            insert_before(good, top_ct, "Content-Transfer-Encoding: base64\r\n"),
+            Reject,
+        ),
+        (
+            "cte-quoted-printable-on-multipart",
+            insert_before(
+                good,
+                top_ct,
+                "Content-Transfer-Encoding: quoted-printable\r\n",
+            ),
+            Reject,
+        ),
+        // Header syntax that parsers read differently.
+        (
+            "header-space-before-colon",
+            insert_before(good, top_ct, "Content-Type : text/plain\r\n"),
+            Reject,
+        ),
+        // Postfix turns a bare CR in a header into a space, but passes it
+        // on in the body, where Python's parser ends a line at it: here it
+        // sees a cleartext part before the two encrypted ones.
+        (
+            "bare-cr-before-delimiter",
+            edit(
+                good,
+                preamble,
+                &format!("x\r--{b}\r\nContent-Type: text/plain\r\n\r\n{SECRET}\r\n"),
+            ),
+            Reject,
+        ),
+        (
+            "header-whitespace-line",
+            insert_before(good, top_ct, "X-Note: a\r\n \r\n"),
+            Reject,
+        ),
+        (
+            "content-type-duplicate-boundary",
+            edit(
+                good,
+                &format!("boundary=\"{b}\""),
+                &format!("boundary=\"{b}\"; boundary=\"other\""),
+            ),
+            Reject,
+        ),
+        (
+            "content-type-rfc2231-boundary",
+            edit(
+                good,
+                &format!("boundary=\"{b}\""),
+                &format!("boundary*0=\"{b}\""),
+            ),
+            Reject,
+        ),
+        (
+            "content-type-comment",
+            edit(
+                good,
+                "multipart/encrypted;",
+                "multipart/encrypted (text/plain);",
+            ),
+            Reject,
+        ),
+        // Delimiter lines.
+        (
+            "boundary-with-trailing-text",
+            edit(
+                good,
+                &format!("--{b}\r\nContent-Type: application/pgp-encrypted"),
+                &format!("--{b}x\r\nContent-Type: application/pgp-encrypted"),
+            ),
+            Reject,
+        ),
+        ("no-close-delimiter", edit(good, &close, "\r\n"), Reject),
+        (
+            "text-after-close-delimiter",
+            edit(good, &close, &format!("\r\n--{b}-- {SECRET}\r\n")),
+            Reject,
+        ),
+        // Cleartext around the parts.
+        (
+            "preamble-cleartext",
+            edit(good, preamble, &format!("{SECRET}\r\n")),
+            Reject,
+        ),
+        (
+            "preamble-known-line-then-cleartext",
+            insert_after(good, preamble, &format!("{SECRET}\r\n")),
+            Reject,
+        ),
+        (
+            "preamble-known-line-twice",
+            edit(good, preamble, &format!("{preamble}{preamble}")),
+            Reject,
+        ),
+        (
+            "preamble-oversized-whitespace",
+            edit(good, preamble, &" \r\n".repeat(1000)),
+            Reject,
+        ),
+        (
+            "epilogue-cleartext",
+            insert_after(good, &close, &format!("{SECRET}\r\n")),
+            Reject,
+        ),
+        (
+            "epilogue-one-megabyte",
+            edit(
+                good,
+                &close,
+                &format!("{close}{}", format!("{SECRET}\r\n").repeat(60_000)),
+            ),
+            Reject,
+        ),
+        (
+            "epilogue-oversized-whitespace",
+            edit(good, &close, &format!("{close}{}", "\r\n".repeat(1000))),
+            Reject,
+        ),
+    ];
+    let sj_close = format!("--{b}--\r\n");
+    let sj_open = format!("\r\n\r\n--{b}\r\n");
+    v.extend([
+        (
+            "securejoin-preamble-cleartext",
+            edit(sj, &sj_open, &format!("\r\n\r\n{SECRET}\r\n--{b}\r\n")),
+            Reject,
+        ),
+        (
+            "securejoin-epilogue-cleartext",
+            insert_after(sj, &sj_close, &format!("{SECRET}\r\n")),
+            Reject,
+        ),
+        (
+            "securejoin-epilogue-40k",
+            edit(
+                sj,
+                &sj_close,
+                &format!("{sj_close}{}", format!("{SECRET}\r\n").repeat(2500)),
+            ),
+            Reject,
+        ),
+        (
+            "securejoin-dup-content-type",
+            edit(
+                sj,
+                "Content-Type: multipart/mixed",
+                "Content-Type: text/plain\r\nContent-Type: multipart/mixed",
+            ),
+            Reject,
+        ),
+        (
+            "securejoin-dup-secure-join-header",
+            edit(
+                sj,
+                "Secure-Join: vc-request\r\n",
+                "Secure-Join: vc-request\r\nSecure-Join: vc-request-with-auth\r\n",
+            ),
+            Reject,
+        ),
+        (
+            "securejoin-oversized-header",
+            // Many short fields: Postfix truncates a single long one.
+            edit(
+                sj,
+                "Secure-Join: vc-request\r\n",
+                &format!(
+                    "Secure-Join: vc-request\r\n{}",
+                    format!("X-Note: {}\r\n", "a".repeat(990)).repeat(70)
+                ),
+            ),
+            Reject,
+        ),
+        (
+            "securejoin-padded-body",
+            edit(
+                sj,
+                "\r\n\r\nSecure-Join: vc-request\r\n",
+                &format!("\r\n\r\nSecure-Join: vc-request{}\r\n", " ".repeat(4000)),
+            ),
+            Reject,
+        ),
+    ]);
+    v.into_iter()
+        .map(|(n, raw, e)| (n.to_owned(), raw, e, e))
+        .collect()
+}
+
+/// Variants of the self-sent Autocrypt Setup Message `asm`: `(name, raw,
+/// outgoing)`; none is accepted incoming.
+fn asm_cases(asm: &str) -> Vec<(String, String, Expect)> {
+    let b = BOUNDARY;
+    let close = format!("--{b}--\r\n");
+    let extra = format!("--{b}\r\nContent-Type: text/plain\r\n\r\n{SECRET}\r\n{close}");
+    vec![
+        (
+            "autocrypt-setup-epilogue-cleartext",
+            insert_after(asm, &close, &format!("{SECRET}\r\n")),
+            Reject,
+        ),
+        (
+            "autocrypt-setup-preamble-cleartext",
+            edit(
+                asm,
+                &format!("\r\n\r\n--{b}\r\n"),
+                &format!("\r\n\r\n{SECRET}\r\n--{b}\r\n"),
+            ),
+            Reject,
+        ),
+        (
+            "autocrypt-setup-third-part",
+            edit(asm, &close, &extra),
+            Reject,
+        ),
+        (
+            "autocrypt-setup-no-armor",
+            edit(
+                asm,
+                "-----BEGIN PGP MESSAGE-----",
+                "-----BEGIN PGP NOTHING-----",
+            ),
+            Reject,
+        ),
+        (
+            "autocrypt-setup-cleartext-in-attachment",
+            edit(asm, "</pre>", &format!("</pre>{}", SECRET.repeat(1000))),
+            Reject,
+        ),
+        (
+            "autocrypt-setup-long-text-part",
+            edit(
+                asm,
+                "This is the Autocrypt Setup Message.",
+                &SECRET.repeat(1000),
+            ),
+            Reject,
+        ),
+    ]
+    .into_iter()
+    .map(|(n, raw, e)| (n.to_owned(), raw, e))
+    .collect()
 }
 
 /// Writes each case to `dir/<name>.eml` and the list to `dir/manifest.json`.
@@ -733,6 +1125,7 @@ pub fn write_dir(mails: &[TestMail], dir: &Path) -> Result<(), Error> {
             incoming: m.incoming,
             mail_from: &m.mail_from,
             rcpt_to: &m.rcpt_to,
+            top_level: top_level(&m.raw),
         });
     }
     let mut json = serde_json::to_vec_pretty(&manifest)?;

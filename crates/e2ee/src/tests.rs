@@ -151,12 +151,32 @@ fn securejoin_case_table() {
     }
 }
 
+#[cfg(feature = "testmail")]
+/// An Autocrypt Setup Message shaped as Delta Chat sends it, with a
+/// stand-in SKESK + SEIPD payload (the rules check framing, not crypto).
+fn setup_message(text: &str) -> String {
+    use crate::testmail::{Crc, armor, packet};
+    let payload = [packet(3, &[4, 9, 3, 0]), packet(18, &[1, 0xaa, 0xbb])].concat();
+    let armored = armor(
+        &payload,
+        &[("Passphrase-Format", "numeric9x4")],
+        Crc::Correct,
+    );
+    format!(
+        "From: <{ME}>\r\nSubject: Autocrypt Setup Message\r\n\
+         Autocrypt-Setup-Message: v1\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+         --b\r\nContent-Type: application/autocrypt-setup; name=\"autocrypt-setup-message.html\"\r\n\
+         Content-Disposition: attachment; filename=\"autocrypt-setup-message.html\"\r\n\r\n\
+         <!DOCTYPE html>\r\n<html><body><pre>\r\n{armored}</pre></body></html>\r\n--b--\r\n"
+    )
+}
+
+#[cfg(feature = "testmail")]
 #[test]
 fn autocrypt_setup_and_passthrough() {
-    let asm = format!(
-        "From: <{ME}>\r\nSubject: Autocrypt Setup Message\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n"
-    );
+    let asm = setup_message("This is the Autocrypt Setup Message.");
     let asm_alt = asm.replace("multipart/mixed", "multipart/alternative");
     let asm_subject = asm.replace("Autocrypt Setup Message", "Autocrypt Setup Message!");
     let me = rcpts(&[ME]);
@@ -409,6 +429,7 @@ fn generated_cases() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), mails.len(), "case names are unique");
+    let mut wrong = Vec::new();
     for m in &mails {
         let e_out = env(Direction::Outgoing, &m.mail_from, &m.rcpt_to);
         let e_in = env(Direction::Incoming, &m.mail_from, &m.rcpt_to);
@@ -418,9 +439,14 @@ fn generated_cases() {
             Verdict::Accept(_) => Expect::Accept,
             Verdict::Reject(_) => Expect::Reject,
         };
-        assert_eq!(got(out), m.outgoing, "{} outgoing: {out:?}", m.name);
-        assert_eq!(got(inc), m.incoming, "{} incoming: {inc:?}", m.name);
+        if got(out) != m.outgoing {
+            wrong.push(format!("{} outgoing: {out:?}", m.name));
+        }
+        if got(inc) != m.incoming {
+            wrong.push(format!("{} incoming: {inc:?}", m.name));
+        }
     }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 /// The generated encrypted mail really has the packet shapes it claims.

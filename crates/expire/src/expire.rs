@@ -1,8 +1,8 @@
-//! The daily expiry (`chatmail expire`, run by a systemd timer): DESIGN.md, "Expiry".
+//! The daily expiry (`chatmail expire`, run by a systemd timer): docs/design.md, "Expiry".
 //!
 //! Walks every mailbox under `mailboxes_dir` once, in parallel, and deletes:
 //!
-//! 1. whole mailboxes whose `password` mtime (the last-login day, DESIGN.md "On disk") is
+//! 1. whole mailboxes whose `password` mtime (the last-login day, docs/design.md "On disk") is
 //!    older than `delete_inactive_users_after` days, and empty directories without a
 //!    `password` whose own mtime is that old;
 //! 2. message files (in `cur/ new/ tmp/` of the mailbox and of its Maildir++ folders) whose
@@ -11,7 +11,9 @@
 //!    days (mail still in `new/` has not been seen by any device yet);
 //! 4. the oldest remaining `cur/ new/` messages until the mailbox is at 70 % of
 //!    `max_mailbox_size`, sparing the last 24 hours (see the `quota` module);
-//! 5. `maildirsize` in every mailbox that lost a message.
+//! 5. `maildirsize` in every mailbox that lost a message;
+//! 6. temp files of `password` and `metadata.json` writers older than an hour, which only
+//!    a writer that crashed leaves behind.
 //!
 //! Without [`ExpireOptions::remove`] nothing is deleted and the same decisions are listed.
 //! Symlinks are never followed and nothing outside `mailboxes_dir` is touched; directories
@@ -158,6 +160,26 @@ impl Outcome {
         self.errors += 1;
         self.lines.push(format!("error: {what}"));
     }
+
+    /// An error on `path`.
+    fn path_error(&mut self, path: &Path, e: &io::Error) {
+        self.error(format_args!("{}: {e}", scan::shown(path)));
+    }
+
+    /// Whether a removal of `path` removed it; a failure is an error, and `false`.
+    fn removed(&mut self, path: &Path, result: io::Result<bool>) -> bool {
+        result.unwrap_or_else(|e| {
+            self.path_error(path, &e);
+            false
+        })
+    }
+
+    /// One line for a removal (or what a dry run would remove), when the rules list them.
+    fn removal(&mut self, rules: &Rules, what: fmt::Arguments<'_>) {
+        if rules.list {
+            self.lines.push(format!("{} {what}", rules.verb()));
+        }
+    }
 }
 
 /// Runs the daily expiry over `config.mailboxes_dir` (see the module docs for the rules).
@@ -209,7 +231,7 @@ pub fn expire(
     let list = match scan::list_mailboxes(root, opts.max_mailboxes) {
         Ok(list) => list,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            write_error = writeln!(out, "no mailboxes found at: {}", root.display()).err();
+            write_error = writeln!(out, "no mailboxes found at: {}", scan::shown(root)).err();
             scan::MailboxList::default()
         }
         Err(source) => {
@@ -256,7 +278,7 @@ fn expire_mailbox(root: &Path, name: &str, rules: &Rules) -> Outcome {
         Ok(scan) => scan,
         Err(e) => {
             outcome.counted = true;
-            outcome.error(format_args!("{}: {e}", dir.display()));
+            outcome.path_error(&dir, &e);
             return outcome;
         }
     };
@@ -279,13 +301,36 @@ fn expire_mailbox(root: &Path, name: &str, rules: &Rules) -> Outcome {
 
     if rules.verbose {
         outcome.lines.push(match scan.password_mtime {
-            Some(login) => format!("checking mailbox {} {name}", scan::month_day(login)),
-            None => format!("checking mailbox (no last_login) {name}"),
+            Some(login) => format!(
+                "checking mailbox {} {}",
+                scan::month_day(login),
+                scan::shown_str(name)
+            ),
+            None => format!("checking mailbox (no last_login) {}", scan::shown_str(name)),
         });
     }
     outcome.files_total = scan.messages.len();
     expire_messages(&dir, &scan, rules, &mut outcome);
+    remove_stale_temps(&scan, rules, &mut outcome);
     outcome
+}
+
+/// Removes temp files that a crashed writer (account creation, a `metadata.json` update)
+/// left in the mailbox directory; a live writer's are younger than `STALE_TEMP_AGE`.
+fn remove_stale_temps(scan: &MailboxScan, rules: &Rules, outcome: &mut Outcome) {
+    let cutoff = scan::before(rules.now, chatmail_mailbox::STALE_TEMP_AGE);
+    for (path, mtime) in &scan.temp_files {
+        if *mtime >= cutoff {
+            continue;
+        }
+        if rules.remove && !outcome.removed(path, quota::remove_if_exists(path)) {
+            continue;
+        }
+        outcome.removal(
+            rules,
+            format_args!("{} (stale temp file)", scan::shown(path)),
+        );
+    }
 }
 
 /// Removes a mailbox whose last login is too old, unless a login happened since the scan.
@@ -304,7 +349,7 @@ fn remove_inactive(
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                outcome.error(format_args!("{}: {e}", dir.join(PASSWORD_FILE).display()));
+                outcome.path_error(&dir.join(PASSWORD_FILE), &e);
                 return;
             }
         }
@@ -312,19 +357,19 @@ fn remove_inactive(
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) => {
-                outcome.error(format_args!("{}: {e}", dir.display()));
+                outcome.path_error(dir, &e);
                 return;
             }
         }
     }
-    if rules.list {
-        outcome.lines.push(format!(
-            "{} {} (last login {})",
-            rules.verb(),
-            dir.display(),
+    outcome.removal(
+        rules,
+        format_args!(
+            "{} (last login {})",
+            scan::shown(dir),
             scan::month_day(login)
-        ));
-    }
+        ),
+    );
     outcome.mailbox_removed = true;
     outcome.bytes_freed = scan.total_bytes();
 }
@@ -336,7 +381,7 @@ fn remove_empty(dir: &Path, rules: &Rules, outcome: &mut Outcome) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
-            outcome.error(format_args!("{}: {e}", dir.display()));
+            outcome.path_error(dir, &e);
             return;
         }
     };
@@ -357,18 +402,15 @@ fn remove_empty(dir: &Path, rules: &Rules, outcome: &mut Outcome) {
                 return;
             }
             Err(e) => {
-                outcome.error(format_args!("{}: {e}", dir.display()));
+                outcome.path_error(dir, &e);
                 return;
             }
         }
     }
-    if rules.list {
-        outcome.lines.push(format!(
-            "{} {} (empty, no password)",
-            rules.verb(),
-            dir.display()
-        ));
-    }
+    outcome.removal(
+        rules,
+        format_args!("{} (empty, no password)", scan::shown(dir)),
+    );
     outcome.mailbox_removed = true;
 }
 
@@ -405,33 +447,27 @@ fn expire_messages(dir: &Path, scan: &MailboxScan, rules: &Rules, outcome: &mut 
     let mut changed = false;
     for i in order {
         let message = &messages[i];
-        let gone = !rules.remove
-            || match quota::remove_if_exists(&message.path) {
-                Ok(removed) => removed,
-                Err(e) => {
-                    outcome.error(format_args!("{}: {e}", message.path.display()));
-                    false
-                }
-            };
+        let gone =
+            !rules.remove || outcome.removed(&message.path, quota::remove_if_exists(&message.path));
         if !gone {
             continue;
         }
         changed = true;
         outcome.files_removed += 1;
         outcome.bytes_freed += message.size;
-        if rules.list {
-            let why = match reasons[i] {
-                Some(Reason::Old) => "old",
-                Some(Reason::Large) => "large",
-                _ => "quota",
-            };
-            outcome.lines.push(format!(
-                "{} {} {} ({why})",
-                rules.verb(),
+        let why = match reasons[i] {
+            Some(Reason::Old) => "old",
+            Some(Reason::Large) => "large",
+            _ => "quota",
+        };
+        outcome.removal(
+            rules,
+            format_args!(
+                "{} {} ({why})",
                 scan::month_day(message.mtime),
-                message.path.display()
-            ));
-        }
+                scan::shown(&message.path)
+            ),
+        );
     }
     if changed {
         remove_maildirsize(dir, rules, outcome);
@@ -441,20 +477,12 @@ fn expire_messages(dir: &Path, scan: &MailboxScan, rules: &Rules, outcome: &mut 
 fn remove_maildirsize(dir: &Path, rules: &Rules, outcome: &mut Outcome) {
     let path: PathBuf = dir.join(MAILDIRSIZE_FILE);
     let present = if rules.remove {
-        match quota::remove_maildirsize(dir) {
-            Ok(removed) => removed,
-            Err(e) => {
-                outcome.error(format_args!("{}: {e}", path.display()));
-                false
-            }
-        }
+        outcome.removed(&path, quota::remove_maildirsize(dir))
     } else {
         fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
     };
-    if present && rules.list {
-        outcome
-            .lines
-            .push(format!("{} {}", rules.verb(), path.display()));
+    if present {
+        outcome.removal(rules, format_args!("{}", scan::shown(&path)));
     }
 }
 
@@ -473,6 +501,19 @@ mod tests {
             large_cutoff: scan::before(now, scan::days(7)),
             quota_target: u64::MAX,
         }
+    }
+
+    /// [`remove_inactive`] with removing rules at the current time.
+    fn remove_inactive_now(dir: &Path, scan: &MailboxScan, login: SystemTime) -> Outcome {
+        let mut outcome = Outcome::default();
+        remove_inactive(
+            dir,
+            scan,
+            login,
+            &rules(true, SystemTime::now()),
+            &mut outcome,
+        );
+        outcome
     }
 
     #[test]
@@ -500,14 +541,7 @@ mod tests {
         let outcome = expire_mailbox(tmp.path(), "a@example.org", &rules(true, SystemTime::now()));
         assert!(!outcome.counted);
         assert_eq!(outcome.errors, 0);
-        let mut outcome = Outcome::default();
-        remove_inactive(
-            &dir,
-            &scan,
-            old,
-            &rules(true, SystemTime::now()),
-            &mut outcome,
-        );
+        let outcome = remove_inactive_now(&dir, &scan, old);
         assert_eq!(outcome.errors, 0);
         assert!(!outcome.mailbox_removed, "someone else removed it");
     }
@@ -525,14 +559,7 @@ mod tests {
         assert_eq!(scan.password_mtime, Some(old));
         // The lastlogin daemon touches the file now.
         file.set_modified(SystemTime::now()).unwrap();
-        let mut outcome = Outcome::default();
-        remove_inactive(
-            &dir,
-            &scan,
-            old,
-            &rules(true, SystemTime::now()),
-            &mut outcome,
-        );
+        let outcome = remove_inactive_now(&dir, &scan, old);
         assert!(!outcome.mailbox_removed);
         assert!(dir.exists());
     }

@@ -1,6 +1,6 @@
 //! Oldest-first removal down to a size target: the last step of the daily expiry and all of
 //! `chatmail quota-expire`, which Dovecot's `quota_warning` runs at 75 % of the quota
-//! (DESIGN.md, "Expiry").
+//! (docs/design.md, "Expiry").
 //!
 //! Reads the messages in `cur/` and `new/` of the mailbox and of its Maildir++ folders
 //! (`.Name/cur`, `.Name/new`), orders them by the arrival time in their Dovecot file name
@@ -122,7 +122,7 @@ pub struct QuotaSummary {
 impl fmt::Display for QuotaSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.mailbox.file_name().map_or_else(
-            || self.mailbox.display().to_string(),
+            || crate::scan::shown(&self.mailbox),
             |n| n.to_string_lossy().into_owned(),
         );
         write!(
@@ -198,7 +198,7 @@ pub fn quota_expire(
             }
             Err(e) => summary
                 .errors
-                .push(format!("{}: {e}", message.path.display())),
+                .push(format!("{}: {e}", crate::scan::shown(&message.path))),
         }
     }
     if summary.removed > 0 {
@@ -206,7 +206,7 @@ pub fn quota_expire(
             Ok(removed) => summary.maildirsize_removed = removed,
             Err(e) => summary.errors.push(format!(
                 "{}: {e}",
-                mailbox_dir.join(MAILDIRSIZE_FILE).display()
+                crate::scan::shown(&mailbox_dir.join(MAILDIRSIZE_FILE))
             )),
         }
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatmail_mailbox::PASSWORD_FILE;
 
-pub(crate) const DAY: Duration = Duration::from_secs(86_400);
+pub const DAY: Duration = Duration::from_secs(86_400);
 
 /// Maildir++ nests folders flat (`.A.B/`), so real mailboxes are two levels deep at most;
 /// the limit only stops a pathological tree from recursing without end.
@@ -25,7 +25,7 @@ const MAX_DEPTH: usize = 8;
 
 /// Which Maildir subdirectory a message file is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sub {
+pub enum Sub {
     Cur,
     New,
     Tmp,
@@ -44,7 +44,7 @@ impl Sub {
 
 /// A regular file in some `cur/`, `new/` or `tmp/` of a mailbox.
 #[derive(Debug, Clone)]
-pub(crate) struct Message {
+pub struct Message {
     pub path: PathBuf,
     pub sub: Sub,
     pub mtime: SystemTime,
@@ -71,7 +71,7 @@ impl Message {
 
 /// Parses `<secs>.<unique>,S=<size>[,W=<vsize>][:2,<flags>]`: the leading unix time and the
 /// `S=` size, each `None` when absent.
-pub(crate) fn parse_maildir_name(name: &str) -> (Option<u64>, Option<u64>) {
+pub fn parse_maildir_name(name: &str) -> (Option<u64>, Option<u64>) {
     let digits = |s: &str| -> Option<u64> {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
@@ -91,7 +91,7 @@ pub(crate) fn parse_maildir_name(name: &str) -> (Option<u64>, Option<u64>) {
 
 /// What one walk of a mailbox directory found.
 #[derive(Debug, Default)]
-pub(crate) struct MailboxScan {
+pub struct MailboxScan {
     /// False when the directory vanished before we could read it.
     pub exists: bool,
     /// Number of entries directly in the mailbox directory.
@@ -99,6 +99,8 @@ pub(crate) struct MailboxScan {
     /// mtime of `password` when it is a regular file.
     pub password_mtime: Option<SystemTime>,
     pub messages: Vec<Message>,
+    /// Temp files of atomic writers directly in the mailbox, with their mtimes.
+    pub temp_files: Vec<(PathBuf, SystemTime)>,
     /// Regular files outside `cur/ new/ tmp/` (password, indexes, `maildirsize`, ...).
     pub extra_files: u64,
     pub extra_bytes: u64,
@@ -114,6 +116,25 @@ impl MailboxScan {
     pub fn total_bytes(&self) -> u64 {
         self.message_bytes() + self.extra_bytes
     }
+
+    /// Records a failure to read `path`.
+    fn failed(&mut self, path: &Path, e: &io::Error) {
+        self.errors.push(format!("{}: {e}", shown(path)));
+    }
+
+    /// The value read from `path`; `None` when that failed: silently when the path
+    /// vanished meanwhile, else with the error recorded.
+    fn read<T>(&mut self, path: &Path, result: io::Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                if !vanished(&e) {
+                    self.failed(path, &e);
+                }
+                None
+            }
+        }
+    }
 }
 
 fn vanished(e: &io::Error) -> bool {
@@ -128,7 +149,7 @@ fn vanished(e: &io::Error) -> bool {
 ///
 /// Only when the mailbox directory itself cannot be read for a reason other than having
 /// vanished (that gives `exists: false`); deeper problems are collected in `errors`.
-pub(crate) fn scan_mailbox(dir: &Path) -> io::Result<MailboxScan> {
+pub fn scan_mailbox(dir: &Path) -> io::Result<MailboxScan> {
     let mut scan = MailboxScan::default();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -142,49 +163,41 @@ pub(crate) fn scan_mailbox(dir: &Path) -> io::Result<MailboxScan> {
 
 fn walk_folder(dir: &Path, entries: fs::ReadDir, depth: usize, scan: &mut MailboxScan) {
     for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                scan.errors.push(format!("{}: {e}", dir.display()));
-                continue;
-            }
+        let Ok(entry) = entry.inspect_err(|e| scan.failed(dir, e)) else {
+            continue;
         };
         if depth == 0 {
             scan.root_entries += 1;
         }
         let name = entry.file_name();
         let path = entry.path();
-        let file_type = match entry.file_type() {
-            Ok(t) => t,
-            Err(e) if vanished(&e) => continue,
-            Err(e) => {
-                scan.errors.push(format!("{}: {e}", path.display()));
-                continue;
-            }
+        let Some(file_type) = scan.read(&path, entry.file_type()) else {
+            continue;
         };
         if file_type.is_dir() {
             if let Some(sub) = Sub::from_name(&name) {
                 read_messages(&path, sub, scan);
-            } else if depth < MAX_DEPTH {
-                match fs::read_dir(&path) {
-                    Ok(sub_entries) => walk_folder(&path, sub_entries, depth + 1, scan),
-                    Err(e) if vanished(&e) => {}
-                    Err(e) => scan.errors.push(format!("{}: {e}", path.display())),
-                }
+            } else if depth < MAX_DEPTH
+                && let Some(sub_entries) = scan.read(&path, fs::read_dir(&path))
+            {
+                walk_folder(&path, sub_entries, depth + 1, scan);
             }
         } else if file_type.is_file() {
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if vanished(&e) => continue,
-                Err(e) => {
-                    scan.errors.push(format!("{}: {e}", path.display()));
-                    continue;
-                }
+            let Some(meta) = scan.read(&path, entry.metadata()) else {
+                continue;
             };
             scan.extra_files += 1;
             scan.extra_bytes += meta.len();
             if depth == 0 && name == PASSWORD_FILE {
                 scan.password_mtime = meta.modified().ok();
+            }
+            if depth == 0
+                && name
+                    .to_str()
+                    .is_some_and(chatmail_mailbox::is_temp_file_name)
+            {
+                let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+                scan.temp_files.push((path.clone(), mtime));
             }
         }
         // Symlinks, sockets, fifos: neither followed nor counted.
@@ -192,30 +205,16 @@ fn walk_folder(dir: &Path, entries: fs::ReadDir, depth: usize, scan: &mut Mailbo
 }
 
 fn read_messages(dir: &Path, sub: Sub, scan: &mut MailboxScan) {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if vanished(&e) => return,
-        Err(e) => {
-            scan.errors.push(format!("{}: {e}", dir.display()));
-            return;
-        }
+    let Some(entries) = scan.read(dir, fs::read_dir(dir)) else {
+        return;
     };
     for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                scan.errors.push(format!("{}: {e}", dir.display()));
-                continue;
-            }
+        let Ok(entry) = entry.inspect_err(|e| scan.failed(dir, e)) else {
+            continue;
         };
         // DirEntry::metadata is lstat: a symlink shows up as a link and is skipped.
-        let meta = match entry.metadata() {
-            Ok(meta) => meta,
-            Err(e) if vanished(&e) => continue,
-            Err(e) => {
-                scan.errors.push(format!("{}: {e}", entry.path().display()));
-                continue;
-            }
+        let Some(meta) = scan.read(&entry.path(), entry.metadata()) else {
+            continue;
         };
         if !meta.is_file() {
             continue;
@@ -231,7 +230,7 @@ fn read_messages(dir: &Path, sub: Sub, scan: &mut MailboxScan) {
 
 /// The mailbox directories under `mailboxes_dir`, sorted by name.
 #[derive(Debug, Default)]
-pub(crate) struct MailboxList {
+pub struct MailboxList {
     pub names: Vec<String>,
     /// Entries that are not mailboxes (`pending_notifications`, symlinks, files, dot-names).
     pub skipped: usize,
@@ -244,7 +243,7 @@ pub(crate) struct MailboxList {
 /// # Errors
 ///
 /// When `root` cannot be read.
-pub(crate) fn list_mailboxes(root: &Path, max: Option<usize>) -> io::Result<MailboxList> {
+pub fn list_mailboxes(root: &Path, max: Option<usize>) -> io::Result<MailboxList> {
     let mut list = MailboxList::default();
     for entry in fs::read_dir(root)? {
         let entry = entry?;
@@ -266,7 +265,7 @@ pub(crate) fn list_mailboxes(root: &Path, max: Option<usize>) -> io::Result<Mail
     Ok(list)
 }
 
-pub(crate) fn is_mailbox_name(name: &str) -> bool {
+pub fn is_mailbox_name(name: &str) -> bool {
     name.contains('@')
         && !name.starts_with('.')
         && !name.contains('/')
@@ -277,11 +276,8 @@ pub(crate) fn is_mailbox_name(name: &str) -> bool {
 /// Runs `work` on every item on about `available_parallelism` threads and hands the results
 /// to `sink` on the calling thread, in item order (so output is reproducible and `sink` may
 /// hold a `&mut dyn Write`).
-pub(crate) fn parallel_in_order<T, R>(
-    items: &[T],
-    work: impl Fn(&T) -> R + Sync,
-    mut sink: impl FnMut(R),
-) where
+pub fn parallel_in_order<T, R>(items: &[T], work: impl Fn(&T) -> R + Sync, mut sink: impl FnMut(R))
+where
     T: Sync,
     R: Send,
 {
@@ -325,16 +321,36 @@ pub(crate) fn parallel_in_order<T, R>(
 }
 
 /// `t - d`, clamped at the epoch.
-pub(crate) fn before(t: SystemTime, d: Duration) -> SystemTime {
+pub fn before(t: SystemTime, d: Duration) -> SystemTime {
     t.checked_sub(d).unwrap_or(UNIX_EPOCH)
 }
 
-pub(crate) fn days(n: u32) -> Duration {
+pub fn days(n: u32) -> Duration {
     DAY * n
 }
 
+/// A path for one line of output: control characters (a newline in a file name would
+/// forge a line), whitespace other than a space and backslashes are escaped as in Rust
+/// string literals.
+pub fn shown(path: &Path) -> String {
+    shown_str(&path.to_string_lossy())
+}
+
+/// [`shown`] for a string.
+pub fn shown_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == '\\' || (c.is_whitespace() && c != ' ') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `Mon DD` in UTC, as chatmaild prints dates in its verbose lines.
-pub(crate) fn month_day(t: SystemTime) -> String {
+pub fn month_day(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -344,7 +360,7 @@ pub(crate) fn month_day(t: SystemTime) -> String {
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: u64) -> (u64, u8, u8) {
+pub fn civil_from_days(days: u64) -> (u64, u8, u8) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;
@@ -358,7 +374,7 @@ pub(crate) fn civil_from_days(days: u64) -> (u64, u8, u8) {
 }
 
 /// Decimal byte count for people, like chatmaild's `HSize` (K = 1000).
-pub(crate) fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     // Precision loss above 2^53 bytes is irrelevant for display.
     #[allow(clippy::cast_precision_loss)]
     let f = n as f64;
@@ -422,6 +438,24 @@ mod tests {
         let mut none = Vec::new();
         parallel_in_order(&[] as &[u32], |&i| i, |r| none.push(r));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn shown_paths_stay_on_one_line() {
+        let cases = [
+            ("/m/a@x/cur/1.host:2,S", "/m/a@x/cur/1.host:2,S"),
+            (
+                "/m/a@x/cur/evil\nremoving /m/b@x",
+                "/m/a@x/cur/evil\\nremoving /m/b@x",
+            ),
+            ("a\rb\tc\u{1b}[31m", "a\\rb\\tc\\u{1b}[31m"),
+            ("back\\slash", "back\\\\slash"),
+            ("caf\u{e9} \u{2028}", "caf\u{e9} \\u{2028}"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(shown(Path::new(raw)), want, "{raw:?}");
+            assert!(!shown(Path::new(raw)).contains('\n'));
+        }
     }
 
     #[test]

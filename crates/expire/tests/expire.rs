@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::symlink;
 
 use chatmail_config::Config;
-use chatmail_expire::{ExpireError, ExpireOptions, ExpireSummary, bench, expire, quota_expire};
+use chatmail_expire::{ExpireError, ExpireOptions, ExpireSummary, expire, quota_expire, synthetic};
 use common::{DAY, HOUR, Tree, ago, exists, now, set_mtime};
 
 fn opts(remove: bool) -> ExpireOptions {
@@ -576,10 +576,10 @@ fn concurrent_deletion_is_not_an_error() {
 fn synthetic_tree_for_benchmarks() {
     let tree = Tree::new();
     let root = tree.root.join("bench");
-    let built = bench::synthetic_tree(&root, 60, 10, 7).unwrap();
+    let built = synthetic::synthetic_tree(&root, 60, 10, 7).unwrap();
     assert_eq!(built.mailboxes, 60);
     assert_eq!(built.messages, 600);
-    let again = bench::synthetic_tree(&tree.outside.join("again"), 60, 10, 7).unwrap();
+    let again = synthetic::synthetic_tree(&tree.outside.join("again"), 60, 10, 7).unwrap();
     assert_eq!(
         (again.inactive_mailboxes, again.message_bytes),
         (built.inactive_mailboxes, built.message_bytes),
@@ -595,4 +595,72 @@ fn synthetic_tree_for_benchmarks() {
     assert_eq!(summary.mailboxes_total, 60);
     assert_eq!(summary.mailboxes_removed, built.inactive_mailboxes);
     assert!(summary.files_removed >= built.old_messages / 2);
+}
+
+#[test]
+fn temp_files_left_by_a_crashed_writer_are_removed_after_an_hour() {
+    let tree = Tree::new();
+    let mb = tree.account("alice");
+    let stale = mb.raw_message(
+        "",
+        ".password.4242.0.0123456789abcdef.tmp",
+        ago(2 * HOUR),
+        40,
+    );
+    let stale_meta = mb.raw_message(
+        "",
+        ".metadata.json.4242.1.0123456789abcdef.tmp",
+        ago(DAY),
+        9,
+    );
+    let fresh = mb.raw_message("", ".password.4243.0.fedcba9876543210.tmp", ago(60), 40);
+    // Only the names of our writers, and only in the mailbox directory itself.
+    let other = mb.raw_message("", ".other.1.tmp", ago(DAY), 1);
+    let deeper = mb.raw_message(".DeltaChat", ".password.1.0.0.tmp", ago(DAY), 1);
+
+    let dry = ExpireOptions {
+        verbose: true,
+        ..opts(false)
+    };
+    let (_, out) = run(&tree.config(), &dry);
+    assert!(
+        out.contains(&format!(
+            "would remove {} (stale temp file)",
+            stale.display()
+        )),
+        "{out}"
+    );
+    assert!(exists(&stale));
+
+    let (summary, out) = run(&tree.config(), &opts(true));
+    assert_eq!(summary.errors, 0);
+    assert_eq!(out, "");
+    assert!(!exists(&stale));
+    assert!(!exists(&stale_meta));
+    for kept in [&fresh, &other, &deeper, &mb.dir.join("password")] {
+        assert!(exists(kept), "{}", kept.display());
+    }
+}
+
+#[test]
+fn verbose_output_escapes_newlines_in_file_names() {
+    let tree = Tree::new();
+    let mb = tree.account("alice");
+    // A file name cannot hold '/', but it can forge a whole line.
+    let forged = "1.M1P1.test:2,S\nremoving Jan 01 bob@x (old)";
+    let path = mb.raw_message("cur", forged, ago(30 * DAY), 10);
+    let verbose = ExpireOptions {
+        verbose: true,
+        ..opts(true)
+    };
+    let (summary, out) = run(&tree.config(), &verbose);
+    assert_eq!(summary.files_removed, 1);
+    assert!(!exists(&path));
+    let escaped = path.display().to_string().replace('\n', "\\n");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("checking mailbox "), "{out}");
+    assert!(lines[1].starts_with("removing "), "{out}");
+    assert!(lines[1].ends_with(&format!("{escaped} (old)")), "{out}");
+    assert!(lines[2].ends_with("/maildirsize"), "{out}");
 }

@@ -1,6 +1,6 @@
 //! Whole-file replacement: readers see the old contents or the new, never a mix.
 //!
-//! DESIGN.md ("Failure behaviour") requires every file to be written atomically; this is the
+//! docs/design.md ("Failure behaviour") requires every file to be written atomically; this is the
 //! one place that does it, for `metadata.json` and for the temp file behind a new `password`.
 
 use std::fs::{self, File, OpenOptions};
@@ -19,6 +19,13 @@ pub(crate) fn unique_temp_path(dir: &Path, base: &str) -> io::Result<PathBuf> {
         ".{base}.{}.{count}.{random:016x}.tmp",
         std::process::id()
     )))
+}
+
+/// Whether `name` is a temp file of [`unique_temp_path`] for a file named `base`.
+pub(crate) fn is_temp_name_for(name: &str, base: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_prefix(base))
+        .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".tmp"))
 }
 
 /// Creates a fresh temp file next to `path`, fills it with `contents` and flushes it to disk.

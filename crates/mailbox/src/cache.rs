@@ -17,8 +17,8 @@
 //! different (the "racily clean" rule of git's index).
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
-use std::io::{self, Read};
+use std::fs::{self, Metadata};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -161,14 +161,9 @@ impl PasswordCache {
         // Before the open: a change after it is after this moment, so its ctime is newer than
         // this moment less the timestamp granularity.
         let now = SystemTime::now();
-        let read = File::open(path).and_then(|mut file| {
-            // From the open file, so the stamp belongs to the bytes read even if the path is
-            // renamed over meanwhile; a change after this stat gets a new ctime.
-            let stamp = Stamp::of(&file.metadata()?);
-            let mut text = String::new();
-            file.read_to_string(&mut text)?;
-            Ok((stamp, text))
-        });
+        // The stamp is from the open file, so it belongs to the bytes read even if the path
+        // is renamed over meanwhile; a change after this stat gets a new ctime.
+        let read = crate::read_password_file(path).map(|(meta, text)| (Stamp::of(&meta), text));
         let (stamp, text) = match read {
             Ok(read) => read,
             Err(e) => return self.forget(key, e),
@@ -313,6 +308,41 @@ mod tests {
         fs::create_dir(mb.password_path()).unwrap();
         assert!(cache.password_hash(&mb).is_err());
         assert!(mb.password_hash().is_err());
+    }
+
+    #[test]
+    fn a_password_that_is_no_plain_small_file_is_an_error_at_once() {
+        let (_dir, mb) = mailbox();
+        let cache = PasswordCache::with_window(10, Duration::ZERO);
+        mb.create(HASH).unwrap();
+        let path = mb.password_path();
+        let check = |what: &str| {
+            // In a thread, so that a read that hangs fails the test instead of blocking it.
+            let (mb2, cache2) = (mb.clone(), PasswordCache::with_window(10, Duration::ZERO));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send((cache2.password_hash(&mb2), mb2.password_hash()));
+            });
+            let (cached, direct) = rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("reading the password hangs");
+            for err in [cached.unwrap_err(), direct.unwrap_err()] {
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+                assert!(err.to_string().contains(what), "{err}");
+            }
+        };
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        check("symlink");
+        fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        check("not a regular file");
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, vec![b'x'; 4097]).unwrap();
+        check("more than the 4096 allowed");
+        assert!(cache.is_empty());
+        // An existing account is never overwritten, whatever its file is.
+        assert!(mb.create(HASH).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The per-address directories under `mailboxes_dir`, laid out exactly as chatmaild leaves
-//! them (see DESIGN.md, "Compatibility contract"), so a relay can switch between chatmaild and
+//! them (see docs/design.md, "Compatibility contract"), so a relay can switch between chatmaild and
 //! these helpers without migrating data.
 //!
 //! For an address `<addr>` the directory `<mailboxes_dir>/<addr>/` holds:
@@ -14,9 +14,13 @@
 //!
 //! This crate reads and writes the first three; it never deletes anything. Daemons that read
 //! `password` at login rates use a [`PasswordCache`], which `stat`s the file on every read.
+//!
+//! Builds on `config` only; every daemon builds on it, so it must not depend on
+//! any of them (docs/design.md, "Crates").
 
 mod atomic;
 pub mod cache;
+mod disabled;
 mod metadata;
 
 use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions};
@@ -27,6 +31,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub use atomic::write_atomic;
 pub use cache::PasswordCache;
+pub use disabled::DISABLED_FILE;
 pub use metadata::Metadata;
 
 /// File holding the password hash; its mtime is the last-login day.
@@ -35,6 +40,25 @@ pub const PASSWORD_FILE: &str = "password";
 pub const ENFORCE_E2EE_FILE: &str = "enforceE2EEincoming";
 /// IMAP METADATA store.
 pub const METADATA_FILE: &str = "metadata.json";
+
+/// Whether `name`, in a mailbox directory, is a temp file of this crate's atomic writes
+/// (of `password` or `metadata.json`). One older than [`STALE_TEMP_AGE`] is a leftover
+/// of a writer that crashed: writers keep theirs for milliseconds.
+pub fn is_temp_file_name(name: &str) -> bool {
+    [PASSWORD_FILE, METADATA_FILE]
+        .iter()
+        .any(|base| atomic::is_temp_name_for(name, base))
+}
+
+/// Age from which a temp file (see [`is_temp_file_name`]) is a leftover to remove.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// Largest `password` file read; a hash is about 120 bytes.
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+
+/// Largest `metadata.json` read. A user keeps at most 16 tokens of at most
+/// 4 KiB (64 KiB of tokens); anything near this bound was not written by us.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
 
 /// Longest address accepted (RFC 5321 path limit minus the angle brackets).
 pub const MAX_ADDRESS_LEN: usize = 254;
@@ -231,10 +255,11 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// I/O errors other than `NotFound`; `InvalidData` when the file is not UTF-8.
+    /// I/O errors other than `NotFound`; `InvalidData` when the file is not UTF-8, is a
+    /// symlink, is not a regular file or holds more than [`MAX_PASSWORD_FILE_BYTES`].
     pub fn password_hash(&self) -> io::Result<Option<String>> {
-        match fs::read_to_string(self.password_path()) {
-            Ok(text) => Ok(stored_hash(&text).map(str::to_owned)),
+        match read_password_file(&self.password_path()) {
+            Ok((_, text)) => Ok(stored_hash(&text).map(str::to_owned)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -290,8 +315,8 @@ impl Mailbox {
     }
 
     fn read_password_raw(&self) -> io::Result<Option<String>> {
-        match fs::read_to_string(self.password_path()) {
-            Ok(text) => Ok(Some(text.trim().to_owned())),
+        match read_password_file(&self.password_path()) {
+            Ok((_, text)) => Ok(Some(text.trim().to_owned())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -318,7 +343,8 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// I/O errors other than `NotFound`.
+    /// I/O errors other than `NotFound`; `InvalidInput` for a time the system
+    /// cannot represent.
     pub fn set_last_login(&self, unix_ts: u64) -> io::Result<bool> {
         let day = unix_ts / DAY * DAY;
         let path = self.password_path();
@@ -326,7 +352,9 @@ impl Mailbox {
             if i64::try_from(day).is_ok_and(|d| d == meta.mtime()) {
                 return Ok(false);
             }
-            let time = UNIX_EPOCH + Duration::from_secs(day);
+            let time = UNIX_EPOCH
+                .checked_add(Duration::from_secs(day))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "time out of range"))?;
             File::open(&path)?.set_times(FileTimes::new().set_accessed(time).set_modified(time))?;
             Ok(true)
         });
@@ -348,12 +376,17 @@ impl Mailbox {
 
     /// Reads `metadata.json`; a missing file is empty metadata.
     ///
+    /// The file is opened without following a symlink and without waiting for a writer,
+    /// and must be a regular file of at most [`MAX_METADATA_BYTES`]: a symlink to
+    /// `/dev/zero` or a FIFO planted there must neither exhaust memory nor hang the reader.
+    ///
     /// # Errors
     ///
-    /// I/O errors other than `NotFound`; `InvalidData` when the file is not valid JSON of
-    /// the expected shape (chatmaild treats such a file as empty; the caller decides).
+    /// I/O errors other than `NotFound`; `InvalidData` when the file is a symlink, not a
+    /// regular file, too large, or not valid JSON of the expected shape (chatmaild treats
+    /// such a file as empty; the caller decides).
     pub fn read_metadata(&self) -> io::Result<Metadata> {
-        match fs::read(self.metadata_path()) {
+        match read_regular_bounded(&self.metadata_path(), MAX_METADATA_BYTES) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Metadata::default()),
@@ -373,6 +406,65 @@ impl Mailbox {
         let json = serde_json::to_vec(metadata).map_err(io::Error::other)?;
         write_atomic(&self.metadata_path(), &json)
     }
+}
+
+/// Reads the regular file at `path` (not through a symlink) if it holds at most `max`
+/// bytes.
+fn read_regular_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    open_regular_bounded(path, max).map(|(_, bytes)| bytes)
+}
+
+/// [`read_regular_bounded`], also returning the metadata of the file the bytes came from.
+pub(crate) fn open_regular_bounded(path: &Path, max: u64) -> io::Result<(fs::Metadata, Vec<u8>)> {
+    use nix::fcntl::OFlag;
+    use std::io::Read;
+
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(invalid(format!(
+                "{} is a symlink; not followed",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(invalid(format!("{} is not a regular file", path.display())));
+    }
+    if meta.len() > max {
+        return Err(invalid(format!(
+            "{} has {} bytes, more than the {max} allowed",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow after the check.
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(invalid(format!(
+            "{} grew to more than the {max} allowed",
+            path.display()
+        )));
+    }
+    Ok((meta, bytes))
+}
+
+/// Reads a `password` file as text: a regular file (not through a symlink) of at most
+/// [`MAX_PASSWORD_FILE_BYTES`].
+pub(crate) fn read_password_file(path: &Path) -> io::Result<(fs::Metadata, String)> {
+    let (meta, bytes) = open_regular_bounded(path, MAX_PASSWORD_FILE_BYTES)?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((meta, text))
 }
 
 /// The hash a `password` file's `text` holds: trimmed, `None` when empty

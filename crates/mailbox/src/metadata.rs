@@ -1,7 +1,7 @@
 //! `metadata.json`, the per-address store of IMAP METADATA values.
 //!
 //! chatmaild's `Metadata` class keeps `{"devicetoken": {"<token>": <unix seconds>, ...}}` in
-//! `<mailboxes_dir>/<addr>/metadata.json` (see DESIGN.md, "Compatibility contract"); very old
+//! `<mailboxes_dir>/<addr>/metadata.json` (see docs/design.md, "Compatibility contract"); very old
 //! versions stored `devicetoken` as a plain list of tokens. Keys this crate does not know are
 //! kept and written back unchanged.
 

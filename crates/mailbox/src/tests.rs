@@ -226,6 +226,11 @@ fn last_login_is_the_password_mtime_day() {
     assert!(mb.set_last_login(day + 10).unwrap());
     assert_eq!(mtime(&mb.password_path()), (day as i64, 0));
     assert_eq!(mb.password_hash().unwrap().as_deref(), Some(HASH));
+
+    // A time the system cannot hold is an error, not a panic, and changes nothing.
+    let err = mb.set_last_login(u64::MAX).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(mtime(&mb.password_path()), (day as i64, 0));
 }
 
 #[test]
@@ -324,6 +329,24 @@ fn metadata_round_trip_keeps_unknown_fields() {
     );
 }
 
+/// Numbers in unknown keys survive any number of rewrites unchanged
+/// (found by fuzzing: without correctly rounded float parsing, a long
+/// integer literal drifted by one unit in the last place per rewrite).
+#[test]
+fn metadata_numbers_survive_rewrites() {
+    let (_dir, store) = store();
+    let mb = store.mailbox(&format!("num@{D}")).unwrap();
+    mb.create(HASH).unwrap();
+    fs::write(
+        mb.metadata_path(),
+        r#"{"future": [1111111111111111111111, 1777777777777777777777777777777700000000, 1001111111111111111111111111111.5]}"#,
+    )
+    .unwrap();
+    let first = mb.read_metadata().unwrap();
+    mb.write_metadata(&first).unwrap();
+    assert_eq!(mb.read_metadata().unwrap(), first);
+}
+
 #[test]
 fn metadata_legacy_and_broken_files() {
     let (_dir, store) = store();
@@ -399,4 +422,72 @@ fn addresses_skip_junk() {
             format!("ccc@{D}")
         ]
     );
+}
+
+#[test]
+fn metadata_json_that_is_no_plain_bounded_file_is_refused_at_once() {
+    let (_dir, store) = store();
+    let mb = store.mailbox(&format!("abc@{D}")).unwrap();
+    mb.create(HASH).unwrap();
+    let path = mb.metadata_path();
+    // Reads in a thread, so a read that hangs fails the test instead of blocking it.
+    let read = |mb: &Mailbox| {
+        let mb = mb.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(mb.read_metadata()));
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading metadata.json hangs")
+    };
+    let refused = |mb: &Mailbox, what: &str| {
+        let err = read(mb).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    };
+
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    refused(&mb, "symlink");
+    fs::remove_file(&path).unwrap();
+
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    refused(&mb, "not a regular file");
+    fs::remove_file(&path).unwrap();
+
+    fs::create_dir(&path).unwrap();
+    refused(&mb, "not a regular file");
+    fs::remove_dir(&path).unwrap();
+
+    let over = usize::try_from(MAX_METADATA_BYTES).unwrap() + 1;
+    fs::write(&path, vec![b' '; over]).unwrap();
+    refused(&mb, "more than the 1048576 allowed");
+
+    // What a user can legitimately have is read: 16 tokens of 4 KiB.
+    let mut m = Metadata::default();
+    for i in 0..16 {
+        m.devicetoken
+            .insert(format!("{i:02}{}", "t".repeat(4094)), 1_800_000_000);
+    }
+    mb.write_metadata(&m).unwrap();
+    assert_eq!(read(&mb).unwrap(), m);
+}
+
+#[test]
+fn temp_file_names_are_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    for base in [PASSWORD_FILE, METADATA_FILE] {
+        let made = atomic::unique_temp_path(dir.path(), base).unwrap();
+        let name = made.file_name().unwrap().to_str().unwrap();
+        assert!(is_temp_file_name(name), "{name}");
+    }
+    for name in [
+        "password",
+        "metadata.json",
+        ".password",
+        ".password.tmp.x",
+        ".passwordx.1.tmp",
+        ".enforceE2EEincoming.1.2.3.tmp",
+        "password.1.2.3.tmp",
+        "dovecot.index.tmp",
+    ] {
+        assert!(!is_temp_file_name(name), "{name}");
+    }
 }

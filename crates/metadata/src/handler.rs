@@ -15,20 +15,21 @@
 //!
 //! Writes need the transaction's user (the login address), validated by the
 //! mailbox crate, so a user field like `../x` never reaches the file system.
-//! The ops of one transaction are applied in order; when one fails the
-//! commit answers `F`, but earlier ops stay applied.
+//! Every write of a transaction is checked before the first is applied, so
+//! a transaction with a refused write answers `F` and changes nothing; only
+//! an I/O failure midway can leave earlier writes applied.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use dovecot_dict::proto::key_log_prefix;
+use dovecot_dict::key_log_prefix;
 use dovecot_dict::{CommitResult, Handler, LookupResult, Op, Transaction};
 
 use crate::clock::Clock;
 use crate::keys::{self, Key};
 use crate::notifier::Notifier;
 use crate::nudge::Nudger;
-use crate::tokens::{TokenError, TokenStore};
+use crate::tokens::{TokenError, TokenStore, check_token};
 use crate::turn::{self, TurnOptions};
 
 /// Longest `appversions` file served; the value must fit in one dict line.
@@ -126,6 +127,39 @@ impl MetadataHandler {
         })
     }
 
+    /// Refuses what can be refused without touching the disk.
+    fn precheck(&self, user: Option<&str>, op: &Op) -> Result<(), String> {
+        let need_user = || user.ok_or_else(|| "transaction without a user".to_owned());
+        match op {
+            Op::Set { key, value } => match keys::classify(key) {
+                Key::DeviceToken => {
+                    let user = need_user()?;
+                    let checked = self
+                        .tokens
+                        .mailbox(user)
+                        .and_then(|_| check_token(value, self.tokens.limits().max_len));
+                    checked.map_err(|e| {
+                        log_token_error(user, "registering a push token", &e);
+                        e.to_string()
+                    })
+                }
+                Key::ServerInfo(_) | Key::Other => {
+                    tracing::info!(key = key_log_prefix(key), "set of an unknown key refused");
+                    Err("unknown key".into())
+                }
+                _ => need_user().map(drop),
+            },
+            Op::Unset { key } => match keys::classify(key) {
+                Key::DeviceToken => need_user().map(drop),
+                _ => Ok(()),
+            },
+            Op::AtomicInc { key, .. } => {
+                tracing::info!(key = key_log_prefix(key), "atomic increment refused");
+                Err("atomic increment not supported".into())
+            }
+        }
+    }
+
     async fn apply(&self, user: Option<&str>, op: &Op) -> Result<(), String> {
         let need_user = || user.ok_or_else(|| "transaction without a user".to_owned());
         let now = self.clock.now();
@@ -138,6 +172,7 @@ impl MetadataHandler {
                         e.to_string()
                     })?;
                     tracing::info!(addr = user, "push token registered");
+                    chatmail_metrics::metadata().token_registered();
                     Ok(())
                 }
                 Key::MessageNew => {
@@ -155,6 +190,7 @@ impl MetadataHandler {
                         e.to_string()
                     })?;
                     tracing::debug!(addr = user, added, "push notifications queued");
+                    chatmail_metrics::metadata().queued(added);
                     Ok(())
                 }
                 Key::Nudge => self.nudge(need_user()?),
@@ -171,6 +207,7 @@ impl MetadataHandler {
                         e.to_string()
                     })?;
                     tracing::info!(addr = user, "push tokens removed");
+                    chatmail_metrics::metadata().tokens_removed();
                     Ok(())
                 }
                 _ => Ok(()),
@@ -230,6 +267,10 @@ impl Handler for MetadataHandler {
     }
 
     async fn commit(&self, tx: Transaction) -> CommitResult {
+        let user = tx.user.as_deref();
+        if let Some(e) = tx.ops.iter().find_map(|op| self.precheck(user, op).err()) {
+            return CommitResult::Failed(e);
+        }
         let mut result = CommitResult::Ok;
         for op in &tx.ops {
             if let Err(e) = self.apply(tx.user.as_deref(), op).await {

@@ -6,16 +6,17 @@
 //!   events from the shipped Lua script, relay info for clients);
 //! - [`tokens`]: the tokens in each user's `metadata.json`;
 //! - [`queue`] and [`notifier`]: the durable push queue in SQLite and its
-//!   delivery over one HTTP/2 connection to the notification gateway;
+//!   delivery over HTTP/2 or HTTP/1.1 to the notification gateway;
 //! - [`nudge`]: the post-delivery inbox nudge that keeps IMAP hibernation
 //!   from losing wake-ups;
 //! - [`legacy`]: one-time import of chatmaild's queue files;
 //! - [`turn`] and [`hmac`]: TURN credentials for calls;
 //! - [`clock`]: time, injectable for tests.
 //!
-//! See DESIGN.md, "Dict keys", "Push" and "Failure behaviour".
-
-#![forbid(unsafe_code)]
+//! See docs/design.md, "Dict keys", "Push" and "Failure behaviour".
+//!
+//! Builds on `dovecot-dict`, `mailbox`, `config`, `net`, `metrics`; must not
+//! depend on another daemon crate (docs/design.md, "Crates").
 
 pub mod clock;
 pub mod handler;
@@ -48,8 +49,8 @@ pub use turn::TurnOptions;
 
 /// File name of the push queue database (see [`MetadataOptions::queue_db`]).
 pub const QUEUE_DB_NAME: &str = "chatmail-push.sqlite";
-/// Default `appversions` file.
-pub const DEFAULT_APPVERSIONS_FILE: &str = "/etc/chatmail/appversions.json";
+/// Default `appversions` file (config `appversions_file`).
+pub use chatmail_config::DEFAULT_APPVERSIONS_FILE;
 /// The recipient limit of the shipped Postfix config (`smtpd_recipient_limit`,
 /// Postfix's default), announced as `maxsmtprecipients`.
 pub const MAX_SMTP_RECIPIENTS: u32 = 1000;
@@ -79,6 +80,9 @@ pub struct MetadataOptions {
     pub token_limits: TokenLimits,
     /// Gateway URL (config `push_notification_url`).
     pub push_url: String,
+    /// HTTP/2 with prior knowledge to an `http://` gateway (config
+    /// `push_notification_h2c`).
+    pub push_h2c: bool,
     /// Limit for one POST.
     pub request_timeout: Duration,
     /// POSTs in flight at once.
@@ -98,7 +102,8 @@ impl std::fmt::Debug for MetadataOptions {
             .field("max_smtp_recipients", &self.max_smtp_recipients)
             .field("turn", &self.turn)
             .field("token_limits", &self.token_limits)
-            .field("push_url", &self.push_url)
+            .field("push_url", &notifier::redacted_url(&self.push_url))
+            .field("push_h2c", &self.push_h2c)
             .field("request_timeout", &self.request_timeout)
             .field("max_in_flight", &self.max_in_flight)
             .field("nudge_delay", &self.nudge_delay)
@@ -111,7 +116,7 @@ impl MetadataOptions {
     pub fn from_config(config: &Config) -> MetadataOptions {
         MetadataOptions {
             queue_db: default_queue_db(&config.mailboxes_dir),
-            appversions_file: DEFAULT_APPVERSIONS_FILE.into(),
+            appversions_file: config.appversions_file.clone(),
             max_smtp_recipients: MAX_SMTP_RECIPIENTS,
             turn: TurnOptions {
                 secret_file: config.turn_secret_file.clone(),
@@ -122,6 +127,7 @@ impl MetadataOptions {
             },
             token_limits: TokenLimits::default(),
             push_url: config.push_notification_url.clone(),
+            push_h2c: config.push_notification_h2c,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             nudge_delay: Some(nudge::DEFAULT_NUDGE_DELAY),
@@ -170,6 +176,7 @@ pub async fn run(
             url: options.push_url.clone(),
             request_timeout: options.request_timeout,
             max_in_flight: options.max_in_flight.max(1),
+            h2c: options.push_h2c,
         },
         Arc::clone(&clock),
         Arc::clone(&tokens),

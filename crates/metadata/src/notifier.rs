@@ -12,22 +12,29 @@
 //!   next claim, so slots are refilled in batches, and a claim commits
 //!   nothing but expired rows (which rows are in flight is kept in memory,
 //!   see [`crate::queue`]): its commit does not wait for the disk;
-//! - one task per POST, sharing one HTTP/2 client: all POSTs are
-//!   multiplexed over one reused connection (h2 via ALPN for `https://`,
-//!   prior knowledge for cleartext `http://`).
+//! - one task per POST, sharing one HTTP client. Over TLS the gateway
+//!   picks HTTP/2 or HTTP/1.1 by ALPN; with HTTP/2 all POSTs are
+//!   multiplexed over one reused connection, with HTTP/1.1 they use a pool
+//!   of keep-alive connections. A cleartext `http://` gateway gets
+//!   HTTP/1.1 (what chatmaild's `requests` speaks, and what a local proxy
+//!   in front of the egress usually is), or HTTP/2 with prior knowledge
+//!   (h2c) when `push_notification_h2c` says so.
 //!
 //! The gateway's answer: 200 = delivered; 410 = the token is dead, remove it
 //! from the user and stop; anything else, a connection error or a timeout =
 //! retry with back-off (see [`crate::queue`]).
 //!
 //! Tokens are secrets that identify devices: logs only carry
-//! [`token_tag`], a short hash.
+//! [`token_tag`], a short hash. The gateway URL's query (where an API key
+//! goes) is never logged ([`redacted_url`]). A failing gateway is logged
+//! when its state changes and then once a minute as a summary
+//! ([`FailureLog`]), not once per attempt.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -188,6 +195,8 @@ pub struct DeliveryOptions {
     pub request_timeout: Duration,
     /// POSTs in flight at once.
     pub max_in_flight: usize,
+    /// Speak HTTP/2 with prior knowledge (h2c) to an `http://` URL.
+    pub h2c: bool,
 }
 
 /// The HTTP client all POSTs share.
@@ -206,9 +215,8 @@ pub fn http_client(options: &DeliveryOptions) -> Result<reqwest::Client, reqwest
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none());
-    if options.url.starts_with("http://") {
-        // No TLS means no ALPN; cleartext gateways (tests, a local proxy)
-        // are reached as h2c.
+    if options.h2c && options.url.starts_with("http://") {
+        // No TLS means no ALPN: HTTP/2 only when asked for.
         builder = builder.http2_prior_knowledge();
     }
     builder.build()
@@ -257,6 +265,9 @@ struct Ctx {
     queue: QueueHandle,
     client: reqwest::Client,
     options: DeliveryOptions,
+    /// The gateway URL as logged.
+    shown_url: String,
+    failures: std::sync::Mutex<FailureLog>,
     clock: Arc<dyn Clock>,
     tokens: Arc<TokenStore>,
 }
@@ -288,6 +299,8 @@ impl Delivery {
         let ctx = Arc::new(Ctx {
             queue: handle.clone(),
             client,
+            shown_url: redacted_url(&options.url),
+            failures: std::sync::Mutex::new(FailureLog::default()),
             options,
             clock,
             tokens,
@@ -338,6 +351,7 @@ async fn delivery_loop(ctx: Arc<Ctx>, wake: Arc<Notify>, mut stop: watch::Receiv
                 next_due,
             }) => {
                 for item in expired {
+                    chatmail_metrics::metadata().expired_in_queue();
                     tracing::warn!(
                         token = %token_tag(&item.token),
                         attempts = item.attempts,
@@ -415,14 +429,126 @@ async fn post(ctx: &Ctx, token: &str) -> Answer {
         .body(token.to_owned())
         .send()
         .await;
+    chatmail_metrics::metadata().posted(sent.as_ref().ok().map(|r| r.status().as_u16()));
     match sent {
         Ok(resp) => match resp.status().as_u16() {
             200 => Answer::Delivered,
             410 => Answer::Gone,
             status => Answer::Failed(format!("HTTP status {status}")),
         },
-        // reqwest's errors carry the URL, never the body.
-        Err(e) => Answer::Failed(e.to_string()),
+        Err(e) => Answer::Failed(error_chain(&e.without_url())),
+    }
+}
+
+/// `url` without its query and fragment (`?<redacted>` in their place):
+/// a gateway's API key typically rides in the query.
+pub fn redacted_url(url: &str) -> String {
+    match url.find(['?', '#']) {
+        Some(i) => format!("{}?<redacted>", &url[..i]),
+        None => url.to_owned(),
+    }
+}
+
+/// An error and its causes on one line, outermost first, repeated
+/// messages (a wrapper quoting its source) left out.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out.replace(['\n', '\r'], " ")
+}
+
+/// How often a gateway that keeps failing is summarized in the log.
+pub const FAILURE_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What [`FailureLog`] says should be logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayLog {
+    /// The first failure after success (or start): a warning.
+    Failing(String),
+    /// Still failing: the failures since the last line, and the last error.
+    StillFailing {
+        /// Failed attempts since the last line.
+        failures: u64,
+        /// The last error.
+        last: String,
+    },
+    /// The gateway answers again after `failures` failed attempts.
+    Recovered {
+        /// Failed attempts while it was down.
+        failures: u64,
+    },
+}
+
+/// The gateway's state as the log sees it: one line when it starts
+/// failing, one summary per [`FAILURE_SUMMARY_INTERVAL`] while it keeps
+/// failing, one line when it answers again.
+#[derive(Debug, Default)]
+pub struct FailureLog {
+    down: Option<Down>,
+}
+
+#[derive(Debug)]
+struct Down {
+    total: u64,
+    since_line: u64,
+    last_line: Instant,
+}
+
+impl FailureLog {
+    /// Records a failed attempt.
+    pub fn failed(&mut self, now: Instant, why: &str) -> Option<GatewayLog> {
+        let Some(down) = &mut self.down else {
+            self.down = Some(Down {
+                total: 1,
+                since_line: 0,
+                last_line: now,
+            });
+            return Some(GatewayLog::Failing(why.to_owned()));
+        };
+        down.total += 1;
+        down.since_line += 1;
+        if now.duration_since(down.last_line) < FAILURE_SUMMARY_INTERVAL {
+            return None;
+        }
+        down.last_line = now;
+        Some(GatewayLog::StillFailing {
+            failures: std::mem::take(&mut down.since_line),
+            last: why.to_owned(),
+        })
+    }
+
+    /// Records an answer from the gateway (any that is not a failure).
+    pub fn answered(&mut self) -> Option<GatewayLog> {
+        self.down
+            .take()
+            .map(|d| GatewayLog::Recovered { failures: d.total })
+    }
+}
+
+fn log_gateway(url: &str, line: Option<GatewayLog>) {
+    match line {
+        None => {}
+        Some(GatewayLog::Failing(why)) => {
+            tracing::warn!(gateway = %url, "push gateway failing, notifications are retried: {why}");
+        }
+        Some(GatewayLog::StillFailing { failures, last }) => tracing::warn!(
+            gateway = %url,
+            failures,
+            "push gateway still failing: {failures} more failed attempts; last: {last}"
+        ),
+        Some(GatewayLog::Recovered { failures }) => tracing::info!(
+            gateway = %url,
+            failures,
+            "push gateway answers again after {failures} failed attempts"
+        ),
     }
 }
 
@@ -430,12 +556,22 @@ async fn post(ctx: &Ctx, token: &str) -> Answer {
 async fn attempt(ctx: Arc<Ctx>, item: Item) -> i64 {
     let tag = token_tag(&item.token);
     let answer = post(&ctx, &item.token).await;
+    let line = {
+        let mut log = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match &answer {
+            Answer::Failed(why) => log.failed(Instant::now(), why),
+            _ => log.answered(),
+        }
+    };
+    log_gateway(&ctx.shown_url, line);
+    chatmail_metrics::metadata().waited(ctx.clock.now() - item.start_ts);
     let outcome = match &answer {
         Answer::Delivered => {
             tracing::debug!(token = %tag, "push notification delivered");
             Outcome::Done
         }
         Answer::Gone => {
+            chatmail_metrics::metadata().token_gone();
             match ctx
                 .tokens
                 .remove(&item.addr, &item.token, ctx.clock.now())
@@ -455,7 +591,7 @@ async fn attempt(ctx: Arc<Ctx>, item: Item) -> i64 {
             Outcome::Done
         }
         Answer::Failed(why) => {
-            tracing::warn!(token = %tag, attempt = item.attempts + 1, "push notification failed: {why}");
+            tracing::debug!(token = %tag, attempt = item.attempts + 1, "push notification failed: {why}");
             Outcome::Failed
         }
     };
@@ -464,13 +600,17 @@ async fn attempt(ctx: Arc<Ctx>, item: Item) -> i64 {
     match ctx.queue.call(move |q| q.finish(id, outcome, now)).await {
         Ok(Finished::Done) => {}
         Ok(Finished::Retry(at)) => {
+            chatmail_metrics::metadata().retry();
             tracing::debug!(token = %tag, in_secs = at - now, "push notification will be retried");
         }
-        Ok(Finished::GivenUp) => tracing::warn!(
-            token = %tag,
-            attempts = item.attempts + 1,
-            "push notification given up"
-        ),
+        Ok(Finished::GivenUp) => {
+            chatmail_metrics::metadata().given_up();
+            tracing::warn!(
+                token = %tag,
+                attempts = item.attempts + 1,
+                "push notification given up"
+            );
+        }
         Err(e) => tracing::error!(token = %tag, "push queue: {e}"),
     }
     id
@@ -479,6 +619,80 @@ async fn attempt(ctx: Arc<Ctx>, item: Item) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_logged_without_their_query() {
+        let cases = [
+            (
+                "https://gw.example/notify?key=SECRET",
+                "https://gw.example/notify?<redacted>",
+            ),
+            (
+                "http://127.0.0.1:8080/n#SECRET",
+                "http://127.0.0.1:8080/n?<redacted>",
+            ),
+            ("https://gw.example/notify", "https://gw.example/notify"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redacted_url(url), shown);
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_are_logged_with_their_cause_and_no_query() {
+        // A port nobody listens on: connection refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ctx_options = DeliveryOptions {
+            url: format!("http://127.0.0.1:{port}/notify?api_key=SECRET"),
+            request_timeout: Duration::from_secs(5),
+            max_in_flight: 1,
+            h2c: false,
+        };
+        let client = http_client(&ctx_options).unwrap();
+        let err = client
+            .post(&ctx_options.url)
+            .body("t")
+            .send()
+            .await
+            .unwrap_err();
+        let line = error_chain(&err.without_url());
+        assert!(!line.contains("SECRET"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("onnection refused"), "{line}");
+    }
+
+    #[test]
+    fn a_failing_gateway_is_logged_on_change_and_in_summaries() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut log = FailureLog::default();
+        assert_eq!(log.answered(), None);
+        assert_eq!(
+            log.failed(s(0), "refused"),
+            Some(GatewayLog::Failing("refused".into()))
+        );
+        for i in 1..=59 {
+            assert_eq!(log.failed(s(i), "refused"), None, "{i}");
+        }
+        assert_eq!(
+            log.failed(s(60), "timeout"),
+            Some(GatewayLog::StillFailing {
+                failures: 60,
+                last: "timeout".into()
+            })
+        );
+        assert_eq!(log.failed(s(61), "refused"), None);
+        assert_eq!(log.answered(), Some(GatewayLog::Recovered { failures: 62 }));
+        assert_eq!(log.answered(), None);
+        assert_eq!(
+            log.failed(s(62), "x"),
+            Some(GatewayLog::Failing("x".into()))
+        );
+    }
 
     #[test]
     fn token_tags_are_short_and_stable() {

@@ -4,8 +4,11 @@
 //! live while registered less than 90 days ago and not more than a minute in
 //! the future; a set re-registers it (refreshes its time); a user keeps at
 //! most [`TokenLimits::max_tokens`] tokens, the least recently registered go
-//! first; a token is at most [`TokenLimits::max_len`] bytes. Every write
-//! also drops dead tokens.
+//! first; a token is at most [`TokenLimits::max_len`] bytes and holds no
+//! whitespace or control character (lookups answer the tokens separated by
+//! spaces, so such a token would be ambiguous; Delta Chat's tokens are
+//! `openpgp:` plus standard base64, or, from older versions, bare APNs/FCM
+//! tokens, none of which contain either). Every write also drops dead tokens.
 //!
 //! Read-modify-write cycles of one user are serialized by a striped async
 //! lock (one of [`LOCK_STRIPES`] mutexes chosen by the address), so two
@@ -63,9 +66,33 @@ pub enum TokenError {
         /// The limit.
         max: usize,
     },
+    /// The token holds whitespace or a control character.
+    #[error("token contains whitespace or a control character")]
+    BadChar,
     /// Reading or writing `metadata.json` failed.
     #[error("metadata.json: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Checks a token for registration: not empty, at most `max_len` bytes, no
+/// whitespace or control character.
+///
+/// # Errors
+/// The first rule the token breaks.
+pub fn check_token(token: &str, max_len: usize) -> Result<(), TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if token.len() > max_len {
+        return Err(TokenError::TooLong {
+            len: token.len(),
+            max: max_len,
+        });
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TokenError::BadChar);
+    }
+    Ok(())
 }
 
 /// Whether a registration at `ts` is live at `now`.
@@ -77,6 +104,7 @@ pub fn is_live(ts: i64, now: i64) -> bool {
 pub fn prune(tokens: &mut BTreeMap<String, i64>, now: i64) -> bool {
     let before = tokens.len();
     tokens.retain(|_, ts| is_live(*ts, now));
+    chatmail_metrics::metadata().tokens_expired(before - tokens.len());
     tokens.len() != before
 }
 
@@ -139,17 +167,19 @@ impl TokenStore {
 
     /// The live tokens of `addr`, sorted. A missing or unreadable file
     /// counts as no tokens (a broken file is logged); nothing is written.
+    /// A stored token that could not be registered today (one with a space,
+    /// written by an older version) is left out.
     ///
     /// # Errors
     ///
     /// [`TokenError::Address`] for an invalid address.
     pub async fn live(&self, addr: &str, now: i64) -> Result<Vec<String>, TokenError> {
         let mailbox = self.mailbox(addr)?;
-        let metadata = blocking(move || Ok(read_lenient(&mailbox))).await?;
+        let metadata = blocking(move || read_lenient(&mailbox)).await?;
         Ok(metadata
             .devicetoken
             .into_iter()
-            .filter(|(_, ts)| is_live(*ts, now))
+            .filter(|(t, ts)| is_live(*ts, now) && check_token(t, usize::MAX).is_ok())
             .map(|(t, _)| t)
             .collect())
     }
@@ -158,19 +188,11 @@ impl TokenStore {
     ///
     /// # Errors
     ///
-    /// [`TokenError::Empty`]/[`TokenError::TooLong`] for a bad token, an
+    /// [`TokenError::Empty`]/[`TokenError::TooLong`]/[`TokenError::BadChar`] for a bad token, an
     /// invalid address, or I/O errors (`NotFound` when the mailbox directory
     /// does not exist: it is not created here).
     pub async fn add(&self, addr: &str, token: &str, now: i64) -> Result<(), TokenError> {
-        if token.is_empty() {
-            return Err(TokenError::Empty);
-        }
-        if token.len() > self.limits.max_len {
-            return Err(TokenError::TooLong {
-                len: token.len(),
-                max: self.limits.max_len,
-            });
-        }
+        check_token(token, self.limits.max_len)?;
         let token = token.to_owned();
         let max = self.limits.max_tokens;
         self.modify(addr, move |tokens| {
@@ -217,7 +239,7 @@ impl TokenStore {
         let mailbox = self.mailbox(addr)?;
         let _guard = self.lock_for(addr).lock().await;
         blocking(move || {
-            let mut metadata = read_lenient(&mailbox);
+            let mut metadata = read_lenient(&mailbox)?;
             let changed = f(&mut metadata.devicetoken);
             if changed {
                 mailbox.write_metadata(&metadata)?;
@@ -228,19 +250,25 @@ impl TokenStore {
     }
 }
 
-/// Reads `metadata.json`, treating an unreadable or malformed file as empty,
-/// as chatmaild's `FileDict` does; otherwise one broken file would block the
-/// user's push registration forever. The next write replaces it.
-fn read_lenient(mailbox: &Mailbox) -> Metadata {
+/// Reads `metadata.json`, treating a malformed file (bad JSON, a symlink, not a regular
+/// file, too large) as empty, as chatmaild's `FileDict` does; otherwise one broken file
+/// would block the user's push registration forever. The next write replaces it.
+///
+/// # Errors
+///
+/// Other I/O errors (out of file descriptors, I/O errors): whether the user has tokens is
+/// unknown then, and a write based on "none" would drop them.
+fn read_lenient(mailbox: &Mailbox) -> Result<Metadata, TokenError> {
     match mailbox.read_metadata() {
-        Ok(m) => m,
-        Err(e) => {
+        Ok(m) => Ok(m),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             tracing::warn!(
                 addr = mailbox.addr(),
                 "ignoring unreadable metadata.json: {e}"
             );
-            Metadata::default()
+            Ok(Metadata::default())
         }
+        Err(e) => Err(TokenError::Io(e)),
     }
 }
 
@@ -259,6 +287,64 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn token_rules() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("openpgp:wcBMA0Fq+/8xZ2K3AQ/9Hb==", None),
+            ("0f3a9c", None),
+            ("fcm:APA91bH-x_y", None),
+            ("", Some("empty token")),
+            ("a b", Some("whitespace")),
+            ("a\tb", Some("whitespace")),
+            ("a\nb", Some("whitespace")),
+            ("a\rb", Some("whitespace")),
+            ("a\u{0}b", Some("whitespace")),
+            ("a\u{1}b", Some("whitespace")),
+            ("a\u{7f}b", Some("whitespace")),
+            ("a\u{85}b", Some("whitespace")),
+            ("a\u{a0}b", Some("whitespace")),
+            ("a\u{2028}b", Some("whitespace")),
+            ("a\u{3000}b", Some("whitespace")),
+            ("trailing ", Some("whitespace")),
+            ("openpgp:wcBMA0Fq+/8xZ2K3AQ/9Hb==xxxxxxxxx", Some("exceeds")),
+        ];
+        for (token, want) in cases {
+            match (check_token(token, 40), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => assert!(e.to_string().contains(w), "{token:?}: {e}"),
+                (got, want) => panic!("{token:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_malformed_file_counts_as_no_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(
+            Store::new(dir.path(), "example.org"),
+            TokenLimits::default(),
+        );
+        let addr = "abcdefghi@example.org";
+        std::fs::create_dir(dir.path().join(addr)).unwrap();
+        let path = dir.path().join(addr).join("metadata.json");
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(store.live(addr, NOW).await.unwrap().is_empty());
+        store.add(addr, "tok", NOW).await.unwrap();
+        assert_eq!(store.live(addr, NOW).await.unwrap(), ["tok"]);
+        // Cannot be read for another reason (here: the mailbox is a file, ENOTDIR):
+        // unknown, so an error rather than "no tokens", and nothing is written.
+        let other = "bcdefghij@example.org";
+        std::fs::write(dir.path().join(other), b"").unwrap();
+        assert!(matches!(
+            store.live(other, NOW).await,
+            Err(TokenError::Io(_))
+        ));
+        assert!(matches!(
+            store.add(other, "tok", NOW).await,
+            Err(TokenError::Io(_))
+        ));
+    }
 
     #[test]
     fn liveness_window() {

@@ -11,17 +11,9 @@ use tokio::io::AsyncWriteExt;
 const ADDR: &str = "abcdefghi@example.org";
 const DAY: i64 = 86_400;
 
-async fn setup() -> (World, Gateway, Server) {
-    let world = World::new();
-    world.account(ADDR);
-    let gateway = Gateway::start().await;
-    let server = world.start(world.options(&gateway)).await;
-    (world, gateway, server)
-}
-
 #[tokio::test]
 async fn devicetoken_set_and_lookup_round_trip() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     let key = devicetoken_key();
 
@@ -46,10 +38,13 @@ async fn devicetoken_set_and_lookup_round_trip() {
         world.tokens_on_disk(ADDR),
         [("tok1".to_owned(), T0 + 10), ("tok2".to_owned(), T0 + 5)]
     );
-    // Values are tab-escaped on the wire: a token with a tab and a newline
-    // (tokens are opaque) survives the round trip.
-    assert_eq!(c.set(ADDR, &key, "a\x01tb\x01nc").await, "O#\n");
-    assert_eq!(c.lookup(&key, ADDR).await, "Oa\x01tb\x01nc tok1 tok2\n");
+    // Values are tab-escaped on the wire: unescaped, a token with a tab or
+    // a newline would be ambiguous in the space-separated lookup, so it is refused.
+    assert_eq!(
+        c.set(ADDR, &key, "a\x01tb\x01nc").await,
+        "F#\ttoken contains whitespace or a control character\n"
+    );
+    assert_eq!(c.lookup(&key, ADDR).await, "Otok1 tok2\n");
     // The file keeps chatmaild's shape.
     let json = std::fs::read_to_string(world.config.mailboxes_dir.join(ADDR).join("metadata.json"))
         .unwrap();
@@ -60,7 +55,7 @@ async fn devicetoken_set_and_lookup_round_trip() {
 
 #[tokio::test]
 async fn token_size_limit_is_4_kib() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     let key = devicetoken_key();
     let max = "a".repeat(4096);
@@ -76,18 +71,14 @@ async fn token_size_limit_is_4_kib() {
 
 #[tokio::test]
 async fn a_user_keeps_at_most_16_tokens_and_the_oldest_goes() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     let key = devicetoken_key();
     for i in 0..17 {
         assert_eq!(c.set(ADDR, &key, &format!("t{i:02}")).await, "O#\n");
         world.clock.advance(1);
     }
-    let tokens: Vec<String> = world
-        .tokens_on_disk(ADDR)
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
+    let tokens = world.token_names_on_disk(ADDR);
     let want: Vec<String> = (1..17).map(|i| format!("t{i:02}")).collect();
     assert_eq!(tokens, want);
     assert_eq!(c.lookup(&key, ADDR).await, format!("O{}\n", want.join(" ")));
@@ -96,7 +87,7 @@ async fn a_user_keeps_at_most_16_tokens_and_the_oldest_goes() {
 
 #[tokio::test]
 async fn tokens_expire_after_90_days() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     let key = devicetoken_key();
     assert_eq!(c.set(ADDR, &key, "old").await, "O#\n");
@@ -108,11 +99,7 @@ async fn tokens_expire_after_90_days() {
     assert_eq!(c.lookup(&key, ADDR).await, "Oyoung\n");
     // The next write drops the dead token from the file.
     assert_eq!(c.set(ADDR, &key, "new").await, "O#\n");
-    let tokens: Vec<String> = world
-        .tokens_on_disk(ADDR)
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
+    let tokens = world.token_names_on_disk(ADDR);
     assert_eq!(tokens, ["new", "young"]);
     world.clock.advance(90 * DAY);
     assert_eq!(c.lookup(&key, ADDR).await, "N\n");
@@ -121,7 +108,7 @@ async fn tokens_expire_after_90_days() {
 
 #[tokio::test]
 async fn unset_removes_all_tokens() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     let key = devicetoken_key();
     assert_eq!(c.set(ADDR, &key, "t1").await, "O#\n");
@@ -136,7 +123,7 @@ async fn unset_removes_all_tokens() {
 
 #[tokio::test]
 async fn unknown_keys_are_neither_stored_nor_found() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     for key in [
         format!("priv/{GUID}/comment"),
@@ -166,7 +153,7 @@ async fn unknown_keys_are_neither_stored_nor_found() {
         c.request(&format!("I1\t0\tpriv/{GUID}/\t{ADDR}\n")).await,
         "\n"
     );
-    // One bad op fails the commit; a good op before it stays applied.
+    // One bad op fails the commit, and a good op before it is not applied.
     let reply = c
         .transaction(
             ADDR,
@@ -176,8 +163,8 @@ async fn unknown_keys_are_neither_stored_nor_found() {
             ],
         )
         .await;
-    assert!(reply.starts_with("F#\t"), "{reply:?}");
-    assert_eq!(world.tokens_on_disk(ADDR).len(), 1);
+    assert_eq!(reply, "F#\tunknown key\n");
+    assert!(world.tokens_on_disk(ADDR).is_empty());
     server.shutdown().await;
 }
 
@@ -292,7 +279,7 @@ async fn turn_credentials_from_the_turn_service() {
 
 #[tokio::test]
 async fn bad_users_are_refused() {
-    let (world, _gw, server) = setup().await;
+    let (world, _gw, server) = started(ADDR).await;
     let mut c = server.client().await;
     let key = devicetoken_key();
     for user in [
@@ -329,10 +316,69 @@ async fn bad_users_are_refused() {
 
 #[tokio::test]
 async fn messagenew_without_tokens_queues_nothing() {
-    let (_world, gateway, server) = setup().await;
+    let (_world, gateway, server) = started(ADDR).await;
     let mut c = server.client().await;
     assert_eq!(c.set(ADDR, &messagenew_key(), "").await, "O#\n");
     assert!(server.queued().is_empty());
     assert!(gateway.bodies().is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokens_with_whitespace_or_control_characters_are_refused_whole() {
+    let (world, _gw, server) = started(ADDR).await;
+    let mut c = server.client().await;
+    let key = devicetoken_key();
+    let good = "openpgp:wcBMA0Fq+/8xZ2K3AQ/9Hb==";
+    for bad in [
+        "a b", "a\x01tb", "a\x01nb", "a\x01rb", "a\x010b", "a\u{7}b", "a\u{a0}b", "ab ",
+    ] {
+        // A valid registration in the same transaction is not applied either.
+        let reply = c
+            .transaction(
+                ADDR,
+                &[
+                    format!("S{{id}}\t{key}\t{good}"),
+                    format!("S{{id}}\t{key}\t{bad}"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            reply, "F#\ttoken contains whitespace or a control character\n",
+            "{bad:?}"
+        );
+    }
+    assert!(world.tokens_on_disk(ADDR).is_empty());
+    assert_eq!(c.lookup(&key, ADDR).await, "N\n");
+    // The same connection and a new one keep working.
+    assert_eq!(c.set(ADDR, &key, good).await, "O#\n");
+    let mut d = server.client().await;
+    assert_eq!(d.lookup(&key, ADDR).await, format!("O{good}\n"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_metadata_json_that_is_a_fifo_or_a_symlink_is_ignored_and_replaced() {
+    let (world, _gw, server) = started(ADDR).await;
+    let mut c = server.client().await;
+    let key = devicetoken_key();
+    let path = world.config.mailboxes_dir.join(ADDR).join("metadata.json");
+    for plant in ["fifo", "symlink"] {
+        if plant == "fifo" {
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        }
+        // Answered at once as no tokens (logged), not after reading forever.
+        assert_eq!(c.lookup(&key, ADDR).await, "N\n", "{plant}");
+        // A registration replaces the planted file with a real one.
+        assert_eq!(c.set(ADDR, &key, "tok1").await, "O#\n", "{plant}");
+        assert!(
+            std::fs::symlink_metadata(&path).unwrap().is_file(),
+            "{plant}"
+        );
+        assert_eq!(c.lookup(&key, ADDR).await, "Otok1\n", "{plant}");
+        std::fs::remove_file(&path).unwrap();
+    }
     server.shutdown().await;
 }

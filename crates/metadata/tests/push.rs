@@ -21,6 +21,16 @@ async fn message_for(server: &Server, addr: &str) {
     assert_eq!(c.set(addr, &messagenew_key(), "").await, "O#\n");
 }
 
+/// [`started`] with the one token `tok` registered for [`ADDR`], which the
+/// gateway answers with `statuses` first, and a message for ADDR.
+async fn tok_notified(statuses: &[u16]) -> (World, Gateway, Server) {
+    let (world, gateway, server) = started(ADDR).await;
+    gateway.script("tok", statuses);
+    register(&server, ADDR, &["tok"]).await;
+    message_for(&server, ADDR).await;
+    (world, gateway, server)
+}
+
 async fn wait_queue_empty(server: &Server) {
     wait_for("the queue to drain", || server.queued().is_empty()).await;
 }
@@ -42,11 +52,90 @@ async fn wait_attempts(server: &Server, attempts: i64) -> i64 {
 }
 
 #[tokio::test]
-async fn messagenew_posts_each_token_over_http2() {
+async fn a_cleartext_gateway_gets_http1_by_default() {
     let world = World::new();
     world.account(ADDR);
     let gateway = Gateway::start().await;
-    let server = world.start(world.options(&gateway)).await;
+    let mut options = world.options(&gateway);
+    options.push_h2c = false;
+    let server = world.start(options).await;
+    register(&server, ADDR, &["tok-a", "gone-b"]).await;
+    gateway.script("gone-b", &[410]);
+    gateway.script("tok-a", &[500]);
+    message_for(&server, ADDR).await;
+    gateway.wait_count("gone-b", 1).await;
+    // 500 is retried (after the back-off), 410 removes the token.
+    let next = wait_attempts(&server, 1).await;
+    server.clock.set(next);
+    gateway.wait_count("tok-a", 2).await;
+    wait_queue_empty(&server).await;
+    assert_eq!(gateway.versions(), ["HTTP/1.1".to_owned()].into());
+    assert_eq!(world.token_names_on_disk(ADDR), ["tok-a"]);
+    server.shutdown().await;
+}
+
+/// A minimal HTTP/1.1 server written by hand (no HTTP library): one
+/// request per connection, `Connection: close`, answers 200.
+#[tokio::test]
+async fn a_plain_http1_gateway_receives_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new();
+    world.account(ADDR);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify?key=1", listener.local_addr().unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let request = loop {
+                let n = stream.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len || n == 0 {
+                        break text;
+                    }
+                }
+            };
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = tx.send(request);
+        }
+    });
+    let gateway = Gateway::start().await;
+    let mut options = world.options(&gateway);
+    options.push_url = url;
+    options.push_h2c = false;
+    let server = world.start(options).await;
+    register(&server, ADDR, &["tok-plain"]).await;
+    message_for(&server, ADDR).await;
+    let request = tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("a POST within the patience")
+        .unwrap();
+    assert!(
+        request.starts_with("POST /notify?key=1 HTTP/1.1\r\n"),
+        "{request:?}"
+    );
+    assert!(request.ends_with("\r\n\r\ntok-plain"), "{request:?}");
+    wait_queue_empty(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn messagenew_posts_each_token_over_http2() {
+    let (world, gateway, server) = started(ADDR).await;
     register(&server, ADDR, &["tok-a", "tok-b"]).await;
     message_for(&server, ADDR).await;
     gateway.wait_count("tok-a", 1).await;
@@ -60,11 +149,8 @@ async fn messagenew_posts_each_token_over_http2() {
 
 #[tokio::test]
 async fn gone_410_removes_the_token() {
-    let world = World::new();
-    world.account(ADDR);
-    let gateway = Gateway::start().await;
+    let (world, gateway, server) = started(ADDR).await;
     gateway.script("dead", &[410]);
-    let server = world.start(world.options(&gateway)).await;
     register(&server, ADDR, &["dead", "alive"]).await;
     message_for(&server, ADDR).await;
     gateway.wait_count("dead", 1).await;
@@ -78,13 +164,7 @@ async fn gone_410_removes_the_token() {
 
 #[tokio::test]
 async fn failure_is_retried_after_8_s_on_the_same_connection() {
-    let world = World::new();
-    world.account(ADDR);
-    let gateway = Gateway::start().await;
-    gateway.script("tok", &[500]);
-    let server = world.start(world.options(&gateway)).await;
-    register(&server, ADDR, &["tok"]).await;
-    message_for(&server, ADDR).await;
+    let (world, gateway, server) = tok_notified(&[500]).await;
     gateway.wait_count("tok", 1).await;
     assert_eq!(wait_attempts(&server, 1).await, T0 + 8);
     world.clock.advance(8);
@@ -97,13 +177,7 @@ async fn failure_is_retried_after_8_s_on_the_same_connection() {
 
 #[tokio::test]
 async fn gives_up_after_five_attempts() {
-    let world = World::new();
-    world.account(ADDR);
-    let gateway = Gateway::start().await;
-    gateway.script("tok", &[500, 502, 503, 429, 404]);
-    let server = world.start(world.options(&gateway)).await;
-    register(&server, ADDR, &["tok"]).await;
-    message_for(&server, ADDR).await;
+    let (world, gateway, server) = tok_notified(&[500, 502, 503, 429, 404]).await;
     let mut now = T0;
     for n in 1..=4 {
         gateway.wait_count("tok", n).await;
@@ -123,13 +197,7 @@ async fn gives_up_after_five_attempts() {
 
 #[tokio::test]
 async fn gives_up_5_hours_after_queuing() {
-    let world = World::new();
-    world.account(ADDR);
-    let gateway = Gateway::start().await;
-    gateway.script("tok", &[500]);
-    let server = world.start(world.options(&gateway)).await;
-    register(&server, ADDR, &["tok"]).await;
-    message_for(&server, ADDR).await;
+    let (world, gateway, server) = tok_notified(&[500]).await;
     gateway.wait_count("tok", 1).await;
     wait_attempts(&server, 1).await;
     // As if the relay had been down for 6 hours.
@@ -197,13 +265,7 @@ async fn queued_notifications_survive_a_restart() {
 
 #[tokio::test]
 async fn retry_state_survives_a_restart() {
-    let world = World::new();
-    world.account(ADDR);
-    let gateway = Gateway::start().await;
-    gateway.script("tok", &[500, 500]);
-    let server = world.start(world.options(&gateway)).await;
-    register(&server, ADDR, &["tok"]).await;
-    message_for(&server, ADDR).await;
+    let (world, gateway, server) = tok_notified(&[500, 500]).await;
     gateway.wait_count("tok", 1).await;
     wait_attempts(&server, 1).await;
     server.shutdown().await;

@@ -19,7 +19,8 @@ use indymilter::{
 };
 
 use crate::TEMPFAIL;
-use crate::session::{Policy, Session};
+use crate::dkim::{Dkim, Origin};
+use crate::session::{Filter, Finished, Session};
 
 /// Macros we request at MAIL FROM: the SASL login decides the direction.
 const MAIL_MACROS: &CStr = c"i {auth_type} {auth_authen}";
@@ -32,43 +33,61 @@ const EOM_MACROS: &CStr = c"i";
 pub struct Conn {
     session: Session,
     leading_space: bool,
+    /// Postfix's emulated connection for mail it generated (see `dkim`).
+    local: bool,
 }
 
 /// The callbacks for [`indymilter::run`].
-pub fn callbacks(policy: Arc<Policy>) -> Callbacks<Conn> {
-    let header_policy = Arc::clone(&policy);
-    let eoh_policy = Arc::clone(&policy);
-    let body_policy = Arc::clone(&policy);
+///
+/// The header, end-of-header and body callbacks may wait for memory budget
+/// (see [`crate::budget`]): indymilter reads the next packet only after a
+/// callback returns, so a waiting message is back-pressure on its Postfix
+/// process, not a growing buffer here.
+pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>) -> Callbacks<Conn> {
+    let header_filter = Arc::clone(&filter);
+    let eoh_filter = Arc::clone(&filter);
+    let body_filter = Arc::clone(&filter);
     Callbacks::new()
         .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
+        .on_connect(|cx, _host, socket| {
+            let addr = match socket {
+                indymilter::SocketInfo::Inet(a) => Some(a),
+                _ => None,
+            };
+            conn(&mut cx.data).local = crate::dkim::is_local_submission(addr);
+            Box::pin(async { Status::Continue })
+        })
         .on_mail(|cx, args| Box::pin(mail(cx, args)))
         .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
         .on_header(move |cx, name, value| {
-            let limit = header_policy.max_message_size();
+            let filter = Arc::clone(&header_filter);
             Box::pin(async move {
                 let conn = conn(&mut cx.data);
                 let ls = conn.leading_space;
                 let r = conn
                     .session
-                    .header(name.as_bytes(), value.as_bytes(), ls, limit);
+                    .header(&filter, name.as_bytes(), value.as_bytes(), ls)
+                    .await;
                 status_of(cx, r)
             })
         })
         .on_eoh(move |cx| {
-            let limit = eoh_policy.max_message_size();
+            let filter = Arc::clone(&eoh_filter);
             Box::pin(async move {
-                let r = conn(&mut cx.data).session.end_of_headers(limit);
+                let r = conn(&mut cx.data).session.end_of_headers(&filter).await;
                 status_of(cx, r)
             })
         })
         .on_body(move |cx, chunk| {
-            let limit = body_policy.max_message_size();
+            let filter = Arc::clone(&body_filter);
             Box::pin(async move {
-                let r = conn(&mut cx.data).session.body(&chunk, limit);
+                let r = conn(&mut cx.data).session.body(&filter, &chunk).await;
+                // The chunk goes now, not when the next one arrives.
+                drop(chunk);
                 status_of(cx, r)
             })
         })
-        .on_eom(move |cx| Box::pin(eom(cx, Arc::clone(&policy))))
+        .on_eom(move |cx| Box::pin(eom(cx, Arc::clone(&filter), Arc::clone(&dkim))))
         .on_abort(|cx| {
             Box::pin(async move {
                 conn(&mut cx.data).session.abort();
@@ -87,8 +106,8 @@ async fn negotiate(cx: &mut NegotiateContext<Conn>, actions: Actions, opts: Prot
         cx.requested_opts |= ProtoOpts::LEADING_SPACE;
         c.leading_space = true;
     }
-    // We never modify messages; the only action is asking for macros.
-    cx.requested_actions = actions & Actions::REQUEST_MACROS;
+    // The only change to messages is the DKIM-Signature header we add.
+    cx.requested_actions = actions & (Actions::REQUEST_MACROS | Actions::ADD_HEADER);
     if actions.contains(Actions::REQUEST_MACROS) {
         cx.requested_macros
             .insert(MacroStage::Mail, MAIL_MACROS.to_owned());
@@ -104,11 +123,12 @@ async fn mail(cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
         .macros
         .get(c"{auth_authen}")
         .map(|l| l.to_string_lossy().into_owned());
-    let sender = args
-        .first()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    conn(&mut cx.data).session.mail(&sender, login.as_deref());
+    let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
+    let sender = args.next().unwrap_or_default();
+    let esmtp_args: Vec<String> = args.collect();
+    conn(&mut cx.data)
+        .session
+        .mail(&sender, login.as_deref(), &esmtp_args);
     Status::Continue
 }
 
@@ -119,16 +139,22 @@ async fn rcpt(cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
     Status::Continue
 }
 
-async fn eom(cx: &mut EomContext<Conn>, policy: Arc<Policy>) -> Status {
+async fn eom(cx: &mut EomContext<Conn>, filter: Arc<Filter>, dkim: Arc<Dkim>) -> Status {
+    let started = std::time::Instant::now();
     let queue_id = cx
         .macros
         .get(c"i")
         .map_or_else(|| "-".to_owned(), |i| i.to_string_lossy().into_owned());
+    let (local, leading_space) = cx
+        .data
+        .as_ref()
+        .map_or((false, false), |c| (c.local, c.leading_space));
     let finished = conn(&mut cx.data).session.finish();
-    let msg = match finished {
-        Ok(msg) => msg,
+    let Finished { msg, reservation } = match finished {
+        Ok(f) => f,
         Err(reply) => {
             tracing::warn!(queue_id, "refused without a decision: {reply}");
+            chatmail_metrics::milter().refused_early(reply);
             return set_reply(&mut cx.reply, reply);
         }
     };
@@ -136,8 +162,39 @@ async fn eom(cx: &mut EomContext<Conn>, policy: Arc<Policy>) -> Status {
     let direction = msg.direction;
     let recipients = msg.recipients.len();
     let size = msg.raw.len();
-    // Parsing a large message takes a while: keep it off the reactor.
-    let verdict = tokio::task::spawn_blocking(move || policy.decide(&msg)).await;
+    let origin = match (direction, local) {
+        (chatmail_e2ee::Direction::Outgoing, _) => Origin::Submission,
+        (_, true) => Origin::Local,
+        _ => Origin::Peer,
+    };
+    // Parsing a large message takes a while: keep it off the reactor. The
+    // reservation goes along: the decision's memory is part of it. It stays
+    // held through the DKIM step, which reads the raw message, and is
+    // returned when that is done, even if this future is not polled to the
+    // end.
+    let decided = tokio::task::spawn_blocking(move || {
+        let v = match origin {
+            Origin::Local => crate::dkim::decide_local(&msg),
+            _ => filter.decide(&msg),
+        };
+        (v, msg.raw, reservation)
+    })
+    .await;
+    let verdict = match decided {
+        Ok((Verdict::Accept(reason), raw, reservation)) => {
+            let dkim_step =
+                crate::dkim::finish(&dkim, origin, raw, &queue_id, &cx.actions, leading_space)
+                    .await;
+            drop(reservation);
+            match dkim_step {
+                Ok(()) => Ok(Verdict::Accept(reason)),
+                Err(reply) => Ok(Verdict::Reject(reply)),
+            }
+        }
+        Ok((v, _, _)) => Ok(v),
+        Err(e) => Err(e),
+    };
+    chatmail_metrics::milter().decided(direction, verdict.as_ref().ok(), started);
     match verdict {
         Ok(Verdict::Accept(reason)) => {
             tracing::info!(

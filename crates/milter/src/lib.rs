@@ -6,9 +6,11 @@
 //! One instance serves both directions: a connection that carries a SASL
 //! login (`{auth_authen}` macro at MAIL FROM) is outgoing, anything else is
 //! incoming. The rules live in `chatmail_e2ee`; [`session`] holds the
-//! per-connection state and [`callbacks`] the protocol glue.
+//! per-connection state, [`callbacks`] the protocol glue and [`budget`] the
+//! memory budget that bounds what all messages in progress may hold
+//! (docs/milter-memory.md).
 //!
-//! Postfix settings this daemon expects (DESIGN.md, "Failure behaviour"):
+//! Postfix settings this daemon expects (docs/design.md, "Failure behaviour"):
 //!
 //! ```text
 //! smtpd_milters = unix:chatmail/milter.socket   # queue-dir relative (chroot-safe); every smtpd
@@ -17,10 +19,14 @@
 //! milter_mail_macros = i {auth_type} {auth_authen} ...     # Postfix default; we also request it
 //! milter_end_of_data_macros = i                            # Postfix default
 //! ```
+//!
+//! Builds on `e2ee` (the rules), `dkim`, `mailbox`, `config`, `net`, `metrics`;
+//! must not depend on another daemon crate, `setup` or `sandbox`
+//! (docs/design.md, "Crates").
 
-#![forbid(unsafe_code)]
-
+pub mod budget;
 pub mod callbacks;
+pub mod dkim;
 pub mod session;
 
 use std::future::Future;
@@ -32,7 +38,8 @@ use chatmail_e2ee::Reply;
 use chatmail_net::Listener;
 use indymilter::EitherListener;
 
-pub use crate::session::Policy;
+pub use crate::dkim::Dkim;
+pub use crate::session::Filter;
 
 /// A message larger than `max_message_size`: the answer Postfix itself
 /// gives above `message_size_limit`, permanent because resending cannot
@@ -66,20 +73,58 @@ pub async fn run(
     config: Arc<Config>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let policy = Arc::new(Policy::new(config));
+    let dkim = Arc::new(Dkim::from_config(&config));
+    serve(listener, Arc::new(Filter::new(config)), dkim, shutdown).await
+}
+
+/// [`run`] with an encryption [`Filter`] and DKIM part made by the caller: a memory budget
+/// of its own ([`Filter::with_limits`]) whose gauge it reads, or
+/// [`Dkim::disabled`] for tests of the encryption rules alone.
+///
+/// # Errors
+/// As [`run`].
+pub async fn serve(
+    listener: Listener,
+    filter: Arc<Filter>,
+    dkim: Arc<Dkim>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let listener = match listener {
-        Listener::Unix(l, _) => EitherListener::Unix(l),
-        Listener::Tcp(l) => EitherListener::Tcp(l),
+        Listener::Unix(l, _) => EitherListener::Unix(Counting(l)),
+        Listener::Tcp(l) => EitherListener::Tcp(Counting(l)),
     };
     let milter_config = indymilter::Config {
         max_connections: MAX_CONNECTIONS,
         ..Default::default()
     };
+    // Messages waiting for memory would hold up the shutdown for as long
+    // as they may wait: closing the budget ends their wait with a
+    // temporary failure.
+    let budget_filter = Arc::clone(&filter);
+    let shutdown = async move {
+        shutdown.await;
+        budget_filter.budget().close();
+    };
     indymilter::run(
         listener,
-        callbacks::callbacks(policy),
+        callbacks::callbacks(filter, dkim),
         milter_config,
         shutdown,
     )
     .await
+}
+
+/// A listener whose connections count in `chatmail_open_connections`
+/// (docs/metrics.md) while they are open.
+struct Counting<L>(L);
+
+impl<L: indymilter::Listener> indymilter::Listener for Counting<L> {
+    type Io = chatmail_net::Counted<L::Io>;
+
+    fn poll_accept(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<Self::Io>> {
+        self.0.poll_accept(cx).map_ok(chatmail_net::Counted::new)
+    }
 }

@@ -10,22 +10,6 @@ const E2EE: &str = "523 5.7.1 Encryption Needed: Invalid Unencrypted Mail";
 const FROM: &str = "554 5.7.1 Invalid FROM: the From header must be the envelope sender";
 const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed limit";
 
-fn outgoing<'a>(rcpts: &'a [&'a str]) -> Env<'a> {
-    Env {
-        login: Some(ALICE),
-        sender: ALICE,
-        rcpts,
-    }
-}
-
-fn incoming<'a>(sender: &'a str, rcpts: &'a [&'a str]) -> Env<'a> {
-    Env {
-        login: None,
-        sender,
-        rcpts,
-    }
-}
-
 #[tokio::test]
 async fn negotiation_requests_our_macros() {
     let m = Milter::start().await;
@@ -39,8 +23,7 @@ async fn negotiation_requests_our_macros() {
     );
     let eom = conn.requested_macros().get(&MacroStage::Eom).unwrap();
     assert_eq!(eom.to_str().unwrap(), "i");
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
@@ -53,11 +36,10 @@ async fn outgoing_encrypted_is_accepted() {
         "encrypted-legacy-pkesk-headers",
         "securejoin-vc-request",
     ] {
-        let s = message(&mut conn, &outgoing(&[REMOTE]), &testmail(name)).await;
+        let s = mail(&mut conn, outgoing(&[REMOTE]), name).await;
         assert_eq!(s, Status::Accept, "{name}");
     }
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
@@ -70,39 +52,31 @@ async fn outgoing_cleartext_gets_523() {
         "crc-wrong",
         "two-seipd",
     ] {
-        let s = message(&mut conn, &outgoing(&[REMOTE]), &testmail(name)).await;
+        let s = mail(&mut conn, outgoing(&[REMOTE]), name).await;
         assert_eq!(s, rejected(E2EE), "{name}");
     }
     // Even to a local recipient that accepts cleartext: outgoing rules apply.
-    let s = message(&mut conn, &outgoing(&[OPEN]), &testmail("cleartext")).await;
+    let s = mail(&mut conn, outgoing(&[OPEN]), "cleartext").await;
     assert_eq!(s, rejected(E2EE));
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
 async fn outgoing_from_mismatch() {
     let m = Milter::start().await;
     let mut conn = m.connect().await;
-    let s = message(
-        &mut conn,
-        &outgoing(&[REMOTE]),
-        &testmail("from-header-mismatch"),
-    )
-    .await;
+    let s = mail(&mut conn, outgoing(&[REMOTE]), "from-header-mismatch").await;
     assert_eq!(s, rejected(FROM));
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
 async fn outgoing_passthrough_recipient() {
     let m = Milter::start_with(|c| c.passthrough_recipients = vec!["@other.example".into()]).await;
     let mut conn = m.connect().await;
-    let s = message(&mut conn, &outgoing(&[REMOTE]), &testmail("cleartext")).await;
+    let s = mail(&mut conn, outgoing(&[REMOTE]), "cleartext").await;
     assert_eq!(s, Status::Accept);
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
@@ -124,15 +98,14 @@ async fn incoming_cleartext_depends_on_local_recipients() {
     .await;
     assert_eq!(s, Status::Accept, "no such mailbox, no marker");
     // Armor headers are fine from other servers.
-    let s = message(
+    let s = mail(
         &mut conn,
-        &incoming(REMOTE, &[STRICT]),
-        &testmail("armor-version-header"),
+        incoming(REMOTE, &[STRICT]),
+        "armor-version-header",
     )
     .await;
     assert_eq!(s, Status::Accept);
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
@@ -145,20 +118,15 @@ async fn incoming_bounce_is_accepted() {
     // The same bounce with a real envelope sender is just cleartext.
     let s = message(&mut conn, &incoming(REMOTE, &[STRICT]), &bounce).await;
     assert_eq!(s, rejected(E2EE));
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
 async fn oversize_message_is_refused_early() {
     let m = Milter::start_with(|c| c.max_message_size = 2000).await;
     let mut conn = m.connect().await;
-    envelope(&mut conn, &outgoing(&[REMOTE])).await;
-    assert_eq!(
-        conn.header("From", "<alice@chat.example>").await.unwrap(),
-        Status::Continue
-    );
-    assert_eq!(conn.eoh().await.unwrap(), Status::Continue);
+    let from = ("From", "<alice@chat.example>");
+    through_header(&mut conn, &outgoing(&[REMOTE]), None, from).await;
     assert_eq!(conn.body(vec![b'x'; 1000]).await.unwrap(), Status::Continue);
     assert_eq!(
         conn.body(vec![b'x'; 1000]).await.unwrap(),
@@ -166,25 +134,18 @@ async fn oversize_message_is_refused_early() {
     );
     // Postfix aborts the message; the connection carries on.
     conn.abort().await.unwrap();
-    let s = message(
-        &mut conn,
-        &outgoing(&[REMOTE]),
-        &testmail("securejoin-vg-request"),
-    )
-    .await;
+    let s = mail(&mut conn, outgoing(&[REMOTE]), "securejoin-vg-request").await;
     assert_eq!(s, Status::Accept);
     // A message exactly at the limit is fine.
-    envelope(&mut conn, &incoming(REMOTE, &[OPEN])).await;
+    let subject = ("Subject", "x");
     let header = "Subject: x\r\n\r\n".len();
-    assert_eq!(conn.header("Subject", "x").await.unwrap(), Status::Continue);
-    assert_eq!(conn.eoh().await.unwrap(), Status::Continue);
+    through_header(&mut conn, &incoming(REMOTE, &[OPEN]), None, subject).await;
     assert_eq!(
         conn.body(vec![b'y'; 2000 - header]).await.unwrap(),
         Status::Continue
     );
     assert_eq!(conn.eom().await.unwrap().1, Status::Accept);
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
@@ -193,60 +154,35 @@ async fn state_is_reset_between_messages() {
     let mut conn = m.connect().await;
     // Message 1 outgoing, rejected; message 2 on the same connection
     // without a login is incoming: the login must not stick.
-    let s = message(&mut conn, &outgoing(&[REMOTE]), &testmail("cleartext")).await;
+    let s = mail(&mut conn, outgoing(&[REMOTE]), "cleartext").await;
     assert_eq!(s, rejected(E2EE));
-    let s = message(
-        &mut conn,
-        &incoming(REMOTE, &[OPEN]),
-        &testmail("cleartext"),
-    )
-    .await;
+    let s = mail(&mut conn, incoming(REMOTE, &[OPEN]), "cleartext").await;
     assert_eq!(s, Status::Accept);
     // RSET after the recipients of a message to an enforcing user: the
     // next message's recipients start from scratch.
     envelope(&mut conn, &incoming(REMOTE, &[STRICT])).await;
     conn.abort().await.unwrap();
-    let s = message(
-        &mut conn,
-        &incoming(REMOTE, &[OPEN]),
-        &testmail("cleartext"),
-    )
-    .await;
+    let s = mail(&mut conn, incoming(REMOTE, &[OPEN]), "cleartext").await;
     assert_eq!(s, Status::Accept);
     // And the other way round: an accepted message leaves nothing behind.
-    let s = message(
-        &mut conn,
-        &incoming(REMOTE, &[STRICT]),
-        &testmail("cleartext"),
-    )
-    .await;
+    let s = mail(&mut conn, incoming(REMOTE, &[STRICT]), "cleartext").await;
     assert_eq!(s, rejected(E2EE));
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
 async fn abort_mid_message() {
     let m = Milter::start().await;
     let mut conn = m.connect().await;
-    envelope(&mut conn, &outgoing(&[REMOTE])).await;
-    assert_eq!(
-        conn.header("From", "<alice@chat.example>").await.unwrap(),
-        Status::Continue
-    );
-    assert_eq!(conn.eoh().await.unwrap(), Status::Continue);
+    let from = ("From", "<alice@chat.example>");
+    through_header(&mut conn, &outgoing(&[REMOTE]), None, from).await;
     assert_eq!(
         conn.body(b"half a mess".to_vec()).await.unwrap(),
         Status::Continue
     );
     conn.abort().await.unwrap();
     // The half message's body must not leak into the next one.
-    let s = message(
-        &mut conn,
-        &outgoing(&[REMOTE]),
-        &testmail("encrypted-v6-seipdv2"),
-    )
-    .await;
+    let s = mail(&mut conn, outgoing(&[REMOTE]), "encrypted-v6-seipdv2").await;
     assert_eq!(s, Status::Accept);
 
     // A client that vanishes mid-message does not hurt the daemon.
@@ -254,15 +190,9 @@ async fn abort_mid_message() {
     envelope(&mut gone, &incoming(REMOTE, &[STRICT])).await;
     assert_eq!(gone.header("Subject", "x").await.unwrap(), Status::Continue);
     drop(gone);
-    let s = message(
-        &mut conn,
-        &incoming(REMOTE, &[STRICT]),
-        &testmail("cleartext"),
-    )
-    .await;
+    let s = mail(&mut conn, incoming(REMOTE, &[STRICT]), "cleartext").await;
     assert_eq!(s, rejected(E2EE));
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]
@@ -278,8 +208,7 @@ async fn unsafe_local_recipient_counts_as_enforcing() {
         let s = message(&mut conn, &incoming(REMOTE, &[rcpt]), &clear).await;
         assert_eq!(s, rejected(E2EE), "{rcpt}");
     }
-    conn.close().await.unwrap();
-    m.stop().await;
+    m.stop_after(conn).await;
 }
 
 #[tokio::test]

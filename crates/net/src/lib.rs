@@ -6,10 +6,22 @@
 //! (replacing a stale Unix socket left behind by a crashed daemon, but never
 //! a live one or a non-socket file), accepts connections as one [`Stream`]
 //! type, and offers [`shutdown_signal`] for a clean SIGTERM/SIGINT exit.
+//!
+//! A Unix socket is never connectable by others, whatever the umask: it is
+//! bound inside a fresh directory of mode 0700, set to mode 0660 there, and
+//! only then renamed to its path. The number of connections served at once
+//! is kept below the process's file descriptor limit (see [`FD_RESERVE`]),
+//! so running out of descriptors never decides an answer. [`lines`] holds
+//! the line framing shared by the line-based protocol servers.
+//!
+//! This crate speaks no protocol: it must not depend on any protocol or
+//! daemon crate.
+
+pub mod lines;
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
@@ -17,6 +29,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+mod open;
+pub use open::{Counted, OpenConnection, open_connections};
 
 /// Where a daemon listens, as written in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -123,8 +138,7 @@ impl Listener {
         match addr {
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path).await?;
-                let listener = UnixListener::bind(path)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+                let listener = bind_private(path)?;
                 Ok(Listener::Unix(listener, path.clone()))
             }
             ListenAddr::Inet(hostport) => Ok(Listener::Tcp(TcpListener::bind(hostport).await?)),
@@ -169,6 +183,58 @@ impl Listener {
             },
         }
     }
+}
+
+/// Binds a Unix socket at `path` with mode 0660 such that nobody but the
+/// owner can connect before the mode is set: the socket is created in a new
+/// directory of mode 0700 next to `path` (mkdir's mode can only be narrowed
+/// by the umask), chmodded there, and renamed into place.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = parent.join(format!(".bind.{}.{n}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+    let temp = dir.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&temp)?;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o660))?;
+        std::fs::rename(&temp, path)?;
+        Ok(listener)
+    })();
+    if bound.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    let _ = std::fs::remove_dir(&dir);
+    bound
+}
+
+/// File descriptors kept free for everything but connections: the
+/// listener, standard streams, the journal, files the handlers open and
+/// their outgoing connections. Each systemd unit's `LimitNOFILE` is its
+/// daemon's connection cap plus this.
+pub const FD_RESERVE: usize = 256;
+
+/// `wanted` connections, lowered so that they and [`FD_RESERVE`] fit in a
+/// soft descriptor limit of `nofile` (at least one connection).
+pub fn connection_cap(wanted: usize, nofile: u64) -> usize {
+    let room = usize::try_from(nofile)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(FD_RESERVE);
+    wanted.min(room).max(1)
+}
+
+fn nofile_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
 }
 
 async fn remove_stale_socket(path: &Path) -> io::Result<()> {
@@ -293,11 +359,25 @@ pub async fn serve_connections<F, Fut>(
     F: Fn(Stream, tokio::sync::watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let addr = listener.local_addr_string();
+    let max_connections = match nofile_limit() {
+        Some(nofile) => {
+            let cap = connection_cap(max_connections, nofile);
+            if cap < max_connections {
+                tracing::warn!(
+                    %addr,
+                    nofile,
+                    "{what}: file descriptor limit allows {cap} connections, not {max_connections}"
+                );
+            }
+            cap
+        }
+        None => max_connections,
+    };
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
-    let addr = listener.local_addr_string();
-    tracing::info!(%addr, "{what} listening");
+    // The daemon logs once that it listens; a lowered cap is warned above.
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -315,8 +395,10 @@ pub async fn serve_connections<F, Fut>(
         match stream {
             Ok(stream) => {
                 let conn = serve(stream, stop_rx.clone());
+                let open = OpenConnection::new();
                 conns.spawn(async move {
                     let _permit = permit;
+                    let _open = open;
                     conn.await;
                 });
             }
@@ -441,6 +523,37 @@ mod tests {
         accept.await.unwrap().unwrap();
         // Dropping the listener leaves the path for the next start to replace.
         assert!(path.exists());
+    }
+
+    #[test]
+    fn connection_cap_leaves_the_reserve() {
+        let cases: &[(usize, u64, usize)] = &[
+            (1024, 1024, 1024 - FD_RESERVE),
+            (1024, 1024 + FD_RESERVE as u64, 1024),
+            (1024, 65536, 1024),
+            (16384, 16384, 16384 - FD_RESERVE),
+            (16384, 16384 + FD_RESERVE as u64, 16384),
+            (10, 100, 1),
+            (10, 0, 1),
+            (10, u64::MAX, 10),
+        ];
+        for &(wanted, nofile, want) in cases {
+            assert_eq!(connection_cap(wanted, nofile), want, "{wanted} {nofile}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bind_leaves_no_temp_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sock_path(&dir);
+        let _l = Listener::bind(&ListenAddr::Unix(path.clone()))
+            .await
+            .unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("t.sock")]);
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! `chatmail policy`: a Postfix policy service (`check_policy_service`,
 //! protocol in the `postfix-policy` crate, spec in Postfix's
-//! `SMTPD_POLICY_README`) enforcing two rules of DESIGN.md:
+//! `SMTPD_POLICY_README`) enforcing two rules of docs/design.md:
 //!
 //! - **Per-user send rate limit** ("Outgoing mail"): GCRA with
 //!   `max_user_send_per_minute` and burst `max_user_send_burst_size`, keyed
@@ -23,8 +23,9 @@
 //! `DEFER_IF_PERMIT` (logged), never `DUNNO`, so mail is deferred rather than
 //! accepted unchecked. Each decision other than `DUNNO` is logged once at
 //! info level (or error, for internal errors); `DUNNO` only at debug.
-
-#![forbid(unsafe_code)]
+//!
+//! Builds on `postfix-policy`, `mailbox`, `config`, `net`, `metrics`; must not
+//! depend on another daemon crate (docs/design.md, "Crates").
 
 pub mod rules;
 
@@ -49,8 +50,9 @@ pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 ///
 /// # Errors
 ///
-/// Only when serving fails for good (see [`postfix_policy::serve`]); a
-/// failing check is answered `DEFER_IF_PERMIT` and logged.
+/// None at present: accept failures are logged and retried (see
+/// [`postfix_policy::serve`]); a failing check is answered
+/// `DEFER_IF_PERMIT` and logged.
 pub async fn run(
     listener: Listener,
     config: Arc<Config>,
@@ -123,13 +125,27 @@ impl<C: Clock> PolicyHandler<C> {
         };
         let store = self.store.clone();
         let rcpt = recipient.to_owned();
+        let login = req.sasl_username().map(str::to_owned);
         // A stat and a tiny read, but on a disk that may stall: keep it off
         // the reactor threads.
-        let verdict = tokio::task::spawn_blocking(move || rules::check_recipient(&store, &rcpt))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)));
+        let verdict = tokio::task::spawn_blocking(move || {
+            if let Some(login) = login
+                && rules::sender_is_disabled(&store, &login)?
+            {
+                return Ok(None);
+            }
+            rules::check_recipient(&store, &rcpt).map(Some)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        let verdict = match verdict {
+            Ok(None) => return rules::sender_disabled(),
+            Ok(Some(v)) => Ok(v),
+            Err(e) => Err(e),
+        };
         match verdict {
             Ok(Verdict::Foreign | Verdict::Exists) => Action::Dunno,
+            Ok(Verdict::Disabled) => rules::mailbox_disabled(),
             Ok(Verdict::NoSuchUser) => rules::no_such_user(),
             Ok(Verdict::Invalid(e)) => {
                 tracing::debug!(recipient, "not a possible account: {e}");
@@ -145,6 +161,7 @@ impl<C: Clock> PolicyHandler<C> {
     fn check_data(&self, req: &Request) -> Action {
         match req.sasl_username() {
             Some(user) if !self.limiter.allow(user) => {
+                chatmail_metrics::policy().rate_limited();
                 rules::rate_limited(self.limiter.per_minute())
             }
             _ => Action::Dunno,
@@ -164,6 +181,7 @@ where
             Some(ProtocolState::Data) => self.check_data(req),
             _ => Action::Dunno,
         };
+        chatmail_metrics::policy().answered(state, &action);
         let field = |v: Option<&str>| v.unwrap_or("").to_owned();
         if action.is_dunno() {
             tracing::debug!(

@@ -1,4 +1,4 @@
-//! The two rules of `chatmail policy` (DESIGN.md, "Outgoing mail" and
+//! The two rules of `chatmail policy` (docs/design.md, "Outgoing mail" and
 //! "Failure behaviour"), as plain functions and types without any protocol:
 //! the per-user send rate limit and the check of local recipients.
 //!
@@ -24,6 +24,16 @@ pub const NO_SUCH_USER: ReplyCode = ReplyCode::constant(550, 1, 1);
 /// Text of the unknown local recipient reply; the client sees
 /// `550 5.1.1 <addr>: Recipient address rejected: no such user`.
 pub const NO_SUCH_USER_TEXT: &str = "no such user";
+/// Code of the reply to mail for a disabled address: "mailbox disabled,
+/// not accepting messages" (RFC 3463).
+pub const MAILBOX_DISABLED: ReplyCode = ReplyCode::constant(550, 2, 1);
+/// Text of that reply.
+pub const MAILBOX_DISABLED_TEXT: &str = "mailbox disabled";
+/// Code of the reply to a disabled address sending: "delivery not
+/// authorized".
+pub const SENDER_DISABLED: ReplyCode = ReplyCode::constant(550, 7, 1);
+/// Text of that reply.
+pub const SENDER_DISABLED_TEXT: &str = "sending from this address is disabled";
 /// Text when a check failed on our side; Postfix turns it into a 450.
 pub const INTERNAL_ERROR_TEXT: &str = "internal error in the chatmail policy service";
 /// Postfix's `recipient_delimiter` in the shipped main.cf: `user+ext@domain`
@@ -41,6 +51,29 @@ pub fn rate_limited(per_minute: u32) -> Action {
 /// The reply to an RCPT for a local address without an account.
 pub fn no_such_user() -> Action {
     Action::reply(NO_SUCH_USER, NO_SUCH_USER_TEXT)
+}
+
+/// The reply to an RCPT for a disabled local address.
+pub fn mailbox_disabled() -> Action {
+    Action::reply(MAILBOX_DISABLED, MAILBOX_DISABLED_TEXT)
+}
+
+/// The reply to a disabled address sending (logged in before it was
+/// disabled: a disabled address cannot log in).
+pub fn sender_disabled() -> Action {
+    Action::reply(SENDER_DISABLED, SENDER_DISABLED_TEXT)
+}
+
+/// Whether the SASL login `login` is a disabled address of this relay.
+///
+/// # Errors
+///
+/// An I/O error looking for the marker.
+pub fn sender_is_disabled(store: &Store, login: &str) -> io::Result<bool> {
+    match store.mailbox(login) {
+        Ok(mailbox) => mailbox.is_disabled(),
+        Err(_) => Ok(false),
+    }
 }
 
 /// The reply when we could not decide (defer, never accept unchecked).
@@ -87,6 +120,8 @@ pub enum Verdict {
     Foreign,
     /// An account exists.
     Exists,
+    /// An account exists, but it is disabled (`DISABLED` marker).
+    Disabled,
     /// Our domain, but no account (no or empty `password` file).
     NoSuchUser,
     /// Our domain, but no account could ever have this name.
@@ -109,6 +144,7 @@ pub fn check_recipient(store: &Store, recipient: &str) -> io::Result<Verdict> {
         Err(e) => return Ok(Verdict::Invalid(e)),
     };
     Ok(match mailbox.password_hash()? {
+        Some(_) if mailbox.is_disabled()? => Verdict::Disabled,
         Some(_) => Verdict::Exists,
         None => Verdict::NoSuchUser,
     })

@@ -6,9 +6,9 @@
 //! framing and attributes, and `access(5)` for the actions a reply may carry.
 //! [`proto`] documents the format and holds the parser and the reply
 //! encoder; [`server`] runs connections and hands complete requests to a
-//! [`server::Handler`] that holds the policy.
-
-#![forbid(unsafe_code)]
+//! [`server::Handler`] that holds the policy; [`proto`] does not depend on
+//! [`server`]. The crate speaks only the policy protocol: it must not
+//! depend on the config or on any daemon crate.
 
 pub mod proto;
 pub mod server;

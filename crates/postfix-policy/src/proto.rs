@@ -34,6 +34,9 @@
 //! certificate fields they encode; [`MAX_LINE_LENGTH`] (8 KiB) covers both
 //! with room to spare. Postfix 3.7 sends about 30 attributes;
 //! [`MAX_ATTRIBUTES`] allows four times that.
+//!
+//! This module only parses and encodes: it must not depend on
+//! [`crate::server`] (connections, framing).
 
 use std::fmt;
 

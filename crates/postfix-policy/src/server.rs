@@ -19,14 +19,19 @@
 //!
 //! Replies are buffered and flushed whenever the server is about to wait for
 //! input, so a pipelined burst is answered with one write.
+//! Line framing comes from [`chatmail_net::lines`].
+//!
+//! This is the top layer of the crate: it builds on [`crate::proto`], which
+//! must not depend on it.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatmail_net::lines::{Framing, Io, Line, LineReader, Next, Overlong};
 use chatmail_net::{Listener, Stream};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::watch;
 
 use crate::proto::{Action, Limits, Request, RequestParser};
@@ -113,20 +118,6 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
-/// What reading the next line produced.
-enum Line {
-    /// A whole line is in the buffer (without `\n`).
-    Complete,
-    /// A line over the limit was read to its end and discarded.
-    TooLong,
-    /// The peer closed; the buffer holds any partial line.
-    Eof,
-    /// The request exceeded `max_request_bytes`.
-    Flood,
-}
-
-type Io = BufReader<BufWriter<Stream>>;
-
 struct Connection<H> {
     handler: Arc<H>,
     options: Arc<ServerOptions>,
@@ -157,39 +148,30 @@ impl<H: Handler> Connection<H> {
         let limits = self.options.limits;
         let mut parser = RequestParser::new(limits);
         let mut line = Vec::new();
-        let mut request_bytes = 0usize;
+        let mut reader = LineReader::new(Framing {
+            max_line: limits.max_line,
+            overlong: Overlong::Skip,
+            max_unit_bytes: Some(self.options.max_request_bytes),
+        });
         let mut out = Vec::with_capacity(128);
         loop {
-            if *self.stop.borrow() {
-                return io.flush().await;
-            }
-            line.clear();
-            let mut stop = self.stop.clone();
-            let read = read_line(
-                io,
-                &mut line,
-                limits.max_line,
-                &mut request_bytes,
-                self.options.max_request_bytes,
-            );
-            let got = tokio::select! {
-                r = tokio::time::timeout(self.options.idle_timeout, read) => match r {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        if request_bytes == 0 {
-                            tracing::debug!("idle policy connection closed");
-                        } else {
-                            self.bad_input("peer stalled in the middle of a request; closing");
-                        }
-                        return io.flush().await;
+            let idle = self.options.idle_timeout;
+            let got = match reader.next_line(io, &mut line, idle, &self.stop).await? {
+                Next::Line(got) => got,
+                Next::Idle => {
+                    if reader.unit_bytes() == 0 {
+                        tracing::debug!("idle policy connection closed");
+                    } else {
+                        self.bad_input("peer stalled in the middle of a request; closing");
                     }
-                },
+                    return io.flush().await;
+                }
                 // Interrupts only a wait for input, never a handler.
-                _ = stop.changed() => return io.flush().await,
+                Next::Stopped => return io.flush().await,
             };
             match got {
                 Line::Eof => {
-                    if request_bytes > 0 {
+                    if reader.unit_bytes() > 0 {
                         self.bad_input(
                             "connection closed in the middle of a request; not answered",
                         );
@@ -203,7 +185,7 @@ impl<H: Handler> Connection<H> {
                 Line::TooLong => parser.push_overlong_line(),
                 Line::Complete if !line.is_empty() => parser.push_line(&line),
                 Line::Complete => {
-                    request_bytes = 0;
+                    reader.end_unit();
                     let action = match parser.finish() {
                         Ok(req) => self.handler.check(&req).await,
                         Err(e) => {
@@ -226,52 +208,6 @@ impl<H: Handler> Connection<H> {
             tracing::warn!("bad policy request: {what}");
         } else {
             tracing::debug!("bad policy request: {what}");
-        }
-    }
-}
-
-/// Reads up to the next `\n` into `line` (without it). A line longer than
-/// `max` is consumed to its end but not kept. Flushes pending replies before
-/// it would wait for the peer, since the peer may be waiting for them.
-async fn read_line(
-    io: &mut Io,
-    line: &mut Vec<u8>,
-    max: usize,
-    request_bytes: &mut usize,
-    max_request_bytes: usize,
-) -> io::Result<Line> {
-    let mut too_long = false;
-    loop {
-        if io.buffer().is_empty() {
-            io.flush().await?;
-        }
-        let buf = io.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(Line::Eof);
-        }
-        let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], i + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        *request_bytes = request_bytes.saturating_add(used);
-        if *request_bytes > max_request_bytes {
-            return Ok(Line::Flood);
-        }
-        if !too_long && line.len() + chunk.len() > max {
-            too_long = true;
-            line.clear();
-            line.shrink_to(max);
-        }
-        if !too_long {
-            line.extend_from_slice(chunk);
-        }
-        io.consume(used);
-        if done {
-            return Ok(if too_long {
-                Line::TooLong
-            } else {
-                Line::Complete
-            });
         }
     }
 }

@@ -6,10 +6,13 @@
 //! sockets, logs and a self-signed certificate. The machine's own
 //! `/etc/postfix` and `/etc/dovecot` are never touched. `DIR/relay.json`
 //! tells scripts and tests where everything is.
+//!
+//! Builds on `snippets` (the shipped files and the table of daemons), `web`,
+//! `dkim`, `accounts`, `metrics`, `config`; must not depend on `setup`: both
+//! installers build on `snippets` (docs/design.md, "Crates").
 
-#![forbid(unsafe_code)]
-
-pub mod render;
+pub mod debian;
+pub mod web;
 
 use std::fs;
 use std::future::Future;
@@ -25,7 +28,10 @@ use nix::unistd::{Group, User};
 use serde_json::json;
 use tokio::process::Child;
 
-use crate::render::Ports;
+use chatmail_snippets::daemons::{DAEMONS, Daemon};
+use chatmail_snippets::dialect::Dialect;
+use chatmail_snippets::files;
+use chatmail_snippets::render::{self, Ports};
 
 /// Why the sandbox could not run.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,16 @@ pub struct Options {
     pub port_base: Option<u16>,
     /// The `chatmail` binary that runs the daemons.
     pub exe: PathBuf,
+    /// A Debian root (`scripts/debian13-root`) whose Postfix and Dovecot
+    /// run instead of the machine's; see [`debian`].
+    pub root: Option<PathBuf>,
+    /// Get the certificate from this ACME directory (certbot, HTTP-01)
+    /// instead of making a self-signed one.
+    pub acme_directory: Option<String>,
+    /// The DNS resolver (`dns_resolver` in a new chatmail.ini).
+    pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Other relays: mail for DOMAIN goes to HOST:PORT with STARTTLS.
+    pub peers: Vec<(String, String)>,
 }
 
 /// Paths of one sandbox's state directory.
@@ -99,29 +115,26 @@ impl Layout {
     fn dovecot_pid(&self) -> PathBuf {
         self.p("dovecot/run/master.pid")
     }
-    /// Where a daemon's socket goes: as in the shipped snippets, Dovecot's
-    /// helpers under run/, Postfix's inside its queue directory.
-    fn socket(&self, daemon: &str) -> PathBuf {
-        match daemon {
-            "milter" | "policy" => self.p(&format!("postfix/queue/chatmail/{daemon}.socket")),
-            _ => self.p(&format!("run/chatmail-{daemon}/{daemon}.socket")),
-        }
+    /// Where a daemon's socket goes: its installed path (Dovecot's helpers
+    /// under run/, Postfix's inside its queue directory) moved into the state
+    /// directory the way the snippets are.
+    fn socket(&self, daemon: &Daemon) -> PathBuf {
+        PathBuf::from(render::relocate(daemon.socket, &self.state, Path::new("/")))
     }
     fn log(&self, name: &str) -> PathBuf {
         self.p(&format!("log/{name}.log"))
     }
 }
 
-/// The daemons of ours a sandbox runs: name and the group whose members
-/// connect to its socket (Dovecot's auth process, its mail processes running
-/// as vmail, Postfix's smtpd).
-const DAEMONS: &[(&str, &str)] = &[
-    ("auth", "dovecot"),
-    ("lastlogin", "vmail"),
-    ("metadata", "vmail"),
-    ("milter", "postfix"),
-    ("policy", "postfix"),
-];
+/// What a start learnt on the way, for `relay.json`.
+struct Facts {
+    ports: Ports,
+    metrics_base: u16,
+    dovecot_version: String,
+    postfix_version: String,
+    dkim_txt: Option<String>,
+    web: serde_json::Map<String, serde_json::Value>,
+}
 
 /// A running sandbox.
 pub struct Sandbox {
@@ -129,6 +142,8 @@ pub struct Sandbox {
     children: Vec<(&'static str, Child)>,
     postfix_started: bool,
     dovecot_started: bool,
+    /// The wrapper that runs the Debian root's programs, when there is one.
+    root_exec: Option<PathBuf>,
     /// What `relay.json` holds.
     pub info: serde_json::Value,
     /// Ready-to-use credentials for people trying the relay.
@@ -173,16 +188,37 @@ impl Sandbox {
             ("/usr/lib/dovecot/lmtp", "dovecot-lmtpd"),
             ("/usr/bin/openssl", "openssl"),
         ] {
-            if !Path::new(bin).exists() {
+            let in_root = opts.root.as_deref().map(|r| r.join(&bin[1..]));
+            if !in_root.as_deref().unwrap_or(Path::new(bin)).exists() {
                 return Err(SandboxError::Missing(bin, pkg));
             }
         }
         let state = std::path::absolute(&opts.state_dir).ctx(|| "state dir".into())?;
+        let root_exec = match &opts.root {
+            Some(root) => {
+                let root = std::path::absolute(root).ctx(|| "Debian root".into())?;
+                let bad = |p: &Path| p.to_str().is_none_or(|s| s.contains(['\'', '\n']));
+                if bad(&root) || bad(&state) {
+                    return Err(SandboxError::Startup(
+                        "the Debian root and the state dir must not contain quotes or newlines"
+                            .into(),
+                    ));
+                }
+                fs::create_dir_all(state.join("bin")).ctx(|| "creating bin/".into())?;
+                let exec = state.join(debian::ROOT_EXEC);
+                fs::write(&exec, debian::root_exec_script(&root, &state))
+                    .ctx(|| format!("writing {}", exec.display()))?;
+                set_mode(&exec, 0o755)?;
+                Some(exec)
+            }
+            None => None,
+        };
         let mut sandbox = Sandbox {
             layout: Layout { state },
             children: Vec::new(),
             postfix_started: false,
             dovecot_started: false,
+            root_exec,
             info: serde_json::Value::Null,
             credentials: (String::new(), String::new()),
         };
@@ -190,6 +226,7 @@ impl Sandbox {
         sandbox.postfix_started = true;
         sandbox.dovecot_started = true;
         sandbox.stop().await;
+        web::stop_strays(&sandbox.layout.state);
         match sandbox.start_inner(opts).await {
             Ok(()) => Ok(sandbox),
             Err(e) => {
@@ -199,8 +236,53 @@ impl Sandbox {
         }
     }
 
+    /// Starts everything, in order: the state directory, chatmail.ini, the
+    /// certificate and DKIM key, the Postfix and Dovecot configuration, our
+    /// daemons, Postfix and Dovecot, the web front, then `relay.json`.
     async fn start_inner(&mut self, opts: &Options) -> Result<(), SandboxError> {
         let vmail = ensure_vmail()?;
+        self.make_state_dirs()?;
+        let config = self.load_config(opts)?;
+        self.make_mail_dirs(&config, vmail)?;
+        let exe = self.install_binary(&opts.exe)?;
+
+        self.make_certificate(&config.mail_domain)?;
+        let dkim_txt = self.make_dkim_key(&config)?;
+        let ports = pick_ports(opts.port_base)?;
+        let dovecot_version = self.tool_output("/usr/sbin/dovecot", &["--version"])?;
+        let postfix_version =
+            self.tool_output("/usr/sbin/postconf", &["-d", "-h", "mail_version"])?;
+        let dialect = Dialect::from_version(&dovecot_version).ok_or_else(|| {
+            SandboxError::Startup(format!("unsupported Dovecot version {dovecot_version:?}"))
+        })?;
+        let metrics_base = pick_metrics_base(opts.port_base)?;
+        self.write_postfix(&config, &ports, &exe)?;
+        self.write_peers(&opts.peers)?;
+        self.write_dovecot(&config, &ports, &exe, dialect)?;
+        self.spawn_daemons(&exe, vmail, metrics_base).await?;
+        self.start_mail_servers(&ports).await?;
+        let web = self
+            .start_web(
+                &config,
+                opts.port_base,
+                (ports.imap, ports.imaps),
+                (ports.submission, ports.submissions),
+                opts.acme_directory.as_deref(),
+            )
+            .await?;
+        let facts = Facts {
+            ports,
+            metrics_base,
+            dovecot_version,
+            postfix_version,
+            dkim_txt,
+            web,
+        };
+        self.write_info(opts, &config, facts)
+    }
+
+    /// The state directory's tree, readable where vmail must reach it.
+    fn make_state_dirs(&self) -> Result<(), SandboxError> {
         let l = &self.layout;
         for dir in [
             "etc",
@@ -234,21 +316,41 @@ impl Sandbox {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Loads the sandbox's chatmail.ini, first writing it for `opts.domain`
+    /// when there is none (an existing one is the operator's and kept).
+    fn load_config(&self, opts: &Options) -> Result<Config, SandboxError> {
+        let l = &self.layout;
         if !l.ini().exists() {
             let ini = format!(
                 "# chatmail sandbox relay; edit and restart the sandbox to change.\n\
-                 [params]\nmail_domain = {}\nmailboxes_dir = {}\nnocreate_file = {}\n",
+                 [params]\nmail_domain = {}\nmailboxes_dir = {}\nnocreate_file = {}\n\
+                 appversions_file = {}\n",
                 opts.domain,
                 l.p(&format!("mail/{}", domain_dir(&opts.domain))).display(),
                 l.p("chatmail-nocreate").display(),
+                l.p("appversions.json").display(),
             );
             fs::write(l.ini(), ini).ctx(|| "writing chatmail.ini".into())?;
         }
+        // The package's list, for a chatmail.ini whose appversions_file
+        // points here.
+        fs::write(l.p("appversions.json"), files::APPVERSIONS_JSON)
+            .ctx(|| "writing appversions.json".into())?;
+        add_dkim_params(&l.ini(), &l.p("dkim/opendkim.private"), opts.dns_resolver)?;
         let (config, _warnings) = Config::load(&l.ini()).map_err(|e| SandboxError::Config {
             path: l.ini().display().to_string(),
             message: e.to_string(),
         })?;
-        let domain = config.address_domain().to_owned();
+        Ok(config)
+    }
+
+    /// The mailboxes directory owned by vmail, and Postfix's private/
+    /// directory for Dovecot's sockets.
+    fn make_mail_dirs(&self, config: &Config, vmail: Ids) -> Result<(), SandboxError> {
+        let l = &self.layout;
         fs::create_dir_all(&config.mailboxes_dir).ctx(|| "creating mailboxes_dir".into())?;
         chown_path(&config.mailboxes_dir, vmail.uid, vmail.gid)?;
         // chatmail-metadata keeps its push queue next to the mailboxes, as
@@ -273,38 +375,63 @@ impl Sandbox {
         }
         set_mode(&private, 0o700)?;
 
+        Ok(())
+    }
+
+    /// Copies the `chatmail` binary into the state directory and returns
+    /// the copy.
+    fn install_binary(&self, built: &Path) -> Result<PathBuf, SandboxError> {
+        let l = &self.layout;
         // Our daemons and Dovecot's quota-warning script run as vmail, which
         // may not be able to reach the binary where it was built.
         let exe = l.p("bin/chatmail");
         let tmp = l.p("bin/chatmail.tmp");
-        fs::copy(&opts.exe, &tmp).ctx(|| format!("copying {}", opts.exe.display()))?;
+        fs::copy(built, &tmp).ctx(|| format!("copying {}", built.display()))?;
         set_mode(&tmp, 0o755)?;
         fs::rename(&tmp, &exe).ctx(|| "installing bin/chatmail".into())?;
 
-        self.make_certificate(&config.mail_domain)?;
-        let ports = pick_ports(opts.port_base)?;
-        self.write_postfix(&config, &ports, &exe)?;
-        self.write_dovecot(&config, &ports, &exe)?;
+        Ok(exe)
+    }
 
-        for &(name, group) in DAEMONS {
-            let gid = Group::from_name(group)
+    /// Starts each of our daemons of the table, as vmail, in the group of
+    /// its socket's clients.
+    async fn spawn_daemons(
+        &mut self,
+        exe: &Path,
+        vmail: Ids,
+        metrics_base: u16,
+    ) -> Result<(), SandboxError> {
+        for daemon in DAEMONS {
+            let gid = Group::from_name(daemon.group)
                 .ok()
                 .flatten()
                 .map_or(vmail.gid, |g| g.gid.as_raw());
-            self.spawn_daemon(&exe, name, vmail.uid, gid).await?;
+            self.spawn_daemon(
+                exe,
+                daemon,
+                vmail.uid,
+                gid,
+                metrics_port(metrics_base, daemon.name),
+            )
+            .await?;
         }
 
+        Ok(())
+    }
+
+    /// Starts Dovecot, then Postfix, and waits until both listen.
+    async fn start_mail_servers(&mut self, ports: &Ports) -> Result<(), SandboxError> {
         let l = &self.layout;
         self.dovecot_started = true;
         run_logged(
-            Command::new("/usr/sbin/dovecot")
+            self.tool("/usr/sbin/dovecot")
                 .arg("-c")
                 .arg(l.dovecot_conf()),
             &l.log("dovecot-start"),
         )?;
         self.postfix_started = true;
         run_logged(
-            Command::new("/usr/sbin/postfix")
+            self.tool("/usr/sbin/postfix")
                 .arg("-c")
                 .arg(l.postfix_etc())
                 .arg("start"),
@@ -323,9 +450,23 @@ impl Sandbox {
             .await?;
         }
 
+        Ok(())
+    }
+
+    /// Writes `relay.json` (what tests and tools need to know of this relay)
+    /// atomically, and fresh credentials for the `/new` page.
+    fn write_info(
+        &mut self,
+        opts: &Options,
+        config: &Config,
+        facts: Facts,
+    ) -> Result<(), SandboxError> {
+        let ports = &facts.ports;
+        let domain = config.address_domain().to_owned();
+        let l = &self.layout;
         let sockets: serde_json::Map<String, serde_json::Value> = DAEMONS
             .iter()
-            .map(|(name, _)| ((*name).to_owned(), json!(l.socket(name))))
+            .map(|d| (d.name.to_owned(), json!(l.socket(d))))
             .collect();
         let pids: serde_json::Map<String, serde_json::Value> = self
             .children
@@ -349,9 +490,21 @@ impl Sandbox {
             "dovecot_config": l.dovecot_conf(),
             "log_dir": l.p("log"),
             "pids": pids,
+            "dovecot_version": facts.dovecot_version,
+            "postfix_version": facts.postfix_version,
+            "debian_root": opts.root,
+            // Runs the relay's Postfix/Dovecot tools (doveadm, postconf, ...)
+            // when they come from a Debian root; null when they are the machine's.
+            "root_exec": self.root_exec,
+            "metrics": metrics_urls(facts.metrics_base),
+            "dkim_selector": config.dkim_selector,
+            "dkim_txt": facts.dkim_txt,
         });
+        if let Some(info) = self.info.as_object_mut() {
+            info.extend(facts.web);
+        }
         self.credentials =
-            chatmail_auth::fresh_credentials(&config).ctx(|| "random credentials".into())?;
+            chatmail_accounts::fresh_credentials(config).ctx(|| "random credentials".into())?;
         let json = serde_json::to_string_pretty(&self.info).unwrap_or_default();
         let tmp = l.p("relay.json.tmp");
         fs::write(&tmp, json + "\n").ctx(|| "writing relay.json".into())?;
@@ -367,7 +520,8 @@ impl Sandbox {
              \n  IMAP        127.0.0.1:{imaps} (implicit TLS), 127.0.0.1:{imap} (STARTTLS)\n  \
              SMTP        127.0.0.1:{subs} (implicit TLS), 127.0.0.1:{sub} (STARTTLS, submission)\n  \
              Port 25     127.0.0.1:{smtp} (mail from other servers)\n  \
-             TLS         self-signed: {cert}\n\
+             TLS         {tls}: {cert}\n  \
+             Web         {web}/ (http on 127.0.0.1:{http}, https on 127.0.0.1:{https})\n\
              \n  Log in with any new address @{domain} to create it, for example:\n  \
              address     {addr}\n  password    {pw}\n\
              \n  Config {config}, logs in {logs}, details in {json}\n",
@@ -378,6 +532,10 @@ impl Sandbox {
             sub = i["submission_port"],
             smtp = i["smtp_port"],
             cert = i["tls_cert"].as_str().unwrap_or_default(),
+            tls = i["acme_directory"].as_str().unwrap_or("self-signed"),
+            web = i["web_base"].as_str().unwrap_or_default(),
+            http = i["http_port"],
+            https = i["https_port"],
             addr = self.credentials.0,
             pw = self.credentials.1,
             config = i["config"].as_str().unwrap_or_default(),
@@ -396,6 +554,56 @@ impl Sandbox {
             &self.layout.log("openssl"),
         )?;
         set_mode(&key, 0o600)
+    }
+
+    /// The relay's DKIM key (created on first start, mode 0640 group
+    /// postfix for the milter); returns its DNS TXT record value.
+    fn make_dkim_key(&self, config: &Config) -> Result<Option<String>, SandboxError> {
+        if config.ipv4_relay().is_some() {
+            return Ok(None);
+        }
+        let key = &config.dkim_key_file;
+        let gid = Group::from_name("postfix")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw());
+        let fail = |e: chatmail_dkim::DkimError| SandboxError::Startup(e.to_string());
+        // Keys are only ever created inside the state directory.
+        if let Some(dir) = key.parent().filter(|d| d.starts_with(&self.layout.state)) {
+            fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+            set_mode(dir, 0o750)?;
+            chown_path(dir, 0, gid.unwrap_or(0))?;
+            chatmail_dkim::create_key(key, gid).map_err(fail)?;
+        }
+        let key = chatmail_dkim::load_key(key).map_err(fail)?;
+        Ok(Some(chatmail_dkim::txt_record(&key)))
+    }
+
+    /// Routes mail for each peer's domain to its SMTP port, with STARTTLS
+    /// required (peers' certificates are self-signed: not verified).
+    fn write_peers(&self, peers: &[(String, String)]) -> Result<(), SandboxError> {
+        let etc = self.layout.postfix_etc();
+        let map: String = peers
+            .iter()
+            .map(|(domain, hostport)| {
+                let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "25"));
+                format!("{domain} smtp:[{host}]:{port}\n")
+            })
+            .collect();
+        fs::write(etc.join("transport"), map).ctx(|| "writing postfix/etc/transport".into())?;
+        let main = etc.join("main.cf");
+        let text = fs::read_to_string(&main).ctx(|| "reading postfix/etc/main.cf".into())?;
+        let text = render::merge_main_cf(
+            &text,
+            &[
+                (
+                    "transport_maps",
+                    format!("texthash:{}", etc.join("transport").display()),
+                ),
+                ("smtp_tls_security_level", "encrypt".into()),
+            ],
+        );
+        fs::write(&main, text).ctx(|| "writing postfix/etc/main.cf".into())
     }
 
     fn write_postfix(
@@ -437,7 +645,7 @@ impl Sandbox {
         let main = format!(
             "# Generated by chatmail sandbox from the shipped main.cf.\n{}",
             render::merge_main_cf(
-                &render::relocate(render::POSTFIX_MAIN_CF, &l.state, exe),
+                &render::relocate(files::POSTFIX_MAIN_CF, &l.state, exe),
                 &overrides
             )
         );
@@ -447,14 +655,22 @@ impl Sandbox {
             (
                 "master.cf",
                 render::master_cf(
-                    &render::relocate(render::POSTFIX_MASTER_CF, &l.state, exe),
+                    &render::relocate(
+                        &render::master_cf_limits(files::POSTFIX_MASTER_CF, config),
+                        &l.state,
+                        exe,
+                    ),
                     ports,
                 ),
             ),
-            ("chatmail-login-map", render::POSTFIX_LOGIN_MAP.into()),
+            ("chatmail-login-map", files::POSTFIX_LOGIN_MAP.into()),
             (
                 "chatmail-submission-header-cleanup",
-                render::POSTFIX_HEADER_CLEANUP.into(),
+                files::POSTFIX_HEADER_CLEANUP.into(),
+            ),
+            (
+                "chatmail-lmtp-header-cleanup",
+                files::POSTFIX_LMTP_HEADER_CLEANUP.into(),
             ),
         ] {
             fs::write(etc.join(name), text).ctx(|| format!("writing postfix/etc/{name}"))?;
@@ -462,76 +678,94 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Dovecot's configuration for `dialect`: the instance's `dovecot.conf`
+    /// around the shipped snippets, relocated into the state directory.
     fn write_dovecot(
         &self,
         config: &Config,
         ports: &Ports,
         exe: &Path,
+        dialect: Dialect,
     ) -> Result<(), SandboxError> {
         let l = &self.layout;
-        let st = l.state.display();
-        let conf = format!(
-            "# Generated by chatmail sandbox: a private Dovecot instance.\n\
-             base_dir = {st}/dovecot/run\n\
-             state_dir = {st}/dovecot/state\n\
-             instance_name = chatmail-sandbox\n\
-             log_path = {dlog}\n\
-             listen = 127.0.0.1\n\
-             ssl_cert = <{st}/tls/cert.pem\n\
-             ssl_key = <{st}/tls/key.pem\n\
-             default_internal_user = dovecot\n\
-             default_login_user = dovenull\n\
-             # One debug line per IMAP hibernation and wake-up (docs/latency.md).\n\
-             log_debug = event=imap_client_hibernated OR event=imap_client_unhibernated\n\
-             service imap-login {{\n  \
-               inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  \
-               inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n    ssl = yes\n  }}\n\
-             }}\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n  \
-             inet_listener pop3s {{\n    port = 0\n  }}\n}}\n\
-             service submission-login {{\n  inet_listener submission {{\n    port = 0\n  }}\n}}\n\
-             service managesieve-login {{\n  inet_listener sieve {{\n    port = 0\n  }}\n}}\n\
-             !include {st}/dovecot/chatmail.conf\n\
-             # The quota of this relay's chatmail.ini (the snippet has the defaults).\n\
-             plugin {{\n  \
-               quota_rule = *:storage={quota_kib}k\n  \
-               quota_max_mail_size = {max_mail_kib}k\n  \
-               quota_warning = storage=75%% quota-warning {target_mib} %h\n\
-             }}\n\
-             # Local experiments (kept across restarts): settings here win.\n\
-             !include_try {st}/dovecot/local.conf\n",
-            dlog = l.log("dovecot").display(),
-            imap = ports.imap,
-            imaps = ports.imaps,
-            quota_kib = config.max_mailbox_size.bytes / 1024,
-            max_mail_kib = config.max_message_size.div_ceil(1024),
-            target_mib = config.max_mailbox_size.bytes * 7 / 10 / (1024 * 1024),
+        let (snippet, auth) = match dialect {
+            Dialect::V23 => (
+                files::DOVECOT_CONF,
+                (
+                    "chatmail-auth.conf.ext",
+                    render::relocate(files::DOVECOT_AUTH_EXT, &l.state, exe),
+                ),
+            ),
+            Dialect::V24 => (
+                files::DOVECOT_24_CONF,
+                ("chatmail-auth.lua", files::DOVECOT_24_AUTH_LUA.to_owned()),
+            ),
+        };
+        let conf = render::dovecot_sandbox_conf(
+            dialect,
+            &l.state,
+            &l.log("dovecot"),
+            ports,
+            config.max_mailbox_size.bytes,
+            config.max_message_size,
         );
         for (name, text) in [
             ("dovecot.conf", conf),
             (
                 "chatmail.conf",
-                render::relocate(render::DOVECOT_CONF, &l.state, exe),
+                render::relocate(&render::dovecot_limits(snippet, config), &l.state, exe),
             ),
-            (
-                "chatmail-auth.conf.ext",
-                render::relocate(render::DOVECOT_AUTH_EXT, &l.state, exe),
-            ),
-            ("chatmail-push.lua", render::DOVECOT_PUSH_LUA.to_owned()),
+            ("chatmail-push.lua", files::DOVECOT_PUSH_LUA.to_owned()),
+            auth,
         ] {
             fs::write(l.p("dovecot").join(name), text).ctx(|| format!("writing dovecot/{name}"))?;
         }
         Ok(())
     }
 
+    /// A command of the relay's Postfix or Dovecot: the machine's, or the
+    /// Debian root's through its wrapper.
+    fn tool(&self, program: &str) -> Command {
+        match &self.root_exec {
+            Some(exec) => {
+                let mut cmd = Command::new(exec);
+                cmd.arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// The first line a tool prints, e.g. a version.
+    fn tool_output(&self, program: &str, args: &[&str]) -> Result<String, SandboxError> {
+        let out = self
+            .tool(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ctx(|| format!("running {program}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().next().map(str::trim) {
+            Some(line) if out.status.success() && !line.is_empty() => Ok(line.to_owned()),
+            _ => Err(SandboxError::Startup(format!(
+                "{program} {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        }
+    }
+
     async fn spawn_daemon(
         &mut self,
         exe: &Path,
-        name: &'static str,
+        daemon: &'static Daemon,
         uid: u32,
         gid: u32,
+        metrics_port: Option<u16>,
     ) -> Result<(), SandboxError> {
-        let socket = self.layout.socket(name);
+        let name = daemon.name;
+        let socket = self.layout.socket(daemon);
         let dir = socket.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         chown_path(dir, uid, gid)?;
@@ -543,6 +777,7 @@ impl Sandbox {
             .arg(self.layout.ini())
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
+            .args(metrics_port.map(|p| format!("--metrics-listen=inet:127.0.0.1:{p}")))
             .uid(uid)
             .gid(gid)
             .stdin(Stdio::null())
@@ -589,7 +824,7 @@ impl Sandbox {
         let l = &self.layout;
         if self.postfix_started && l.p("postfix/queue/pid/master.pid").exists() {
             let _ = run_logged(
-                Command::new("/usr/sbin/postfix")
+                self.tool("/usr/sbin/postfix")
                     .arg("-c")
                     .arg(l.postfix_etc())
                     .arg("stop"),
@@ -626,6 +861,7 @@ impl Sandbox {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Ids {
     uid: u32,
     gid: u32,
@@ -634,12 +870,12 @@ struct Ids {
 /// The `vmail` user that owns every mailbox; created (as a system user
 /// without a home) when the machine has none, as the Debian package does.
 fn ensure_vmail() -> Result<Ids, SandboxError> {
-    let lookup = || User::from_name(chatmail_auth::VMAIL).ok().flatten();
+    let lookup = || User::from_name(chatmail_accounts::VMAIL).ok().flatten();
     if lookup().is_none() {
         let status = Command::new("useradd")
             .args(["--system", "--user-group", "--no-create-home"])
             .args(["--home-dir", "/home/vmail", "--shell", "/usr/sbin/nologin"])
-            .arg(chatmail_auth::VMAIL)
+            .arg(chatmail_accounts::VMAIL)
             .status()
             .ctx(|| "running useradd".into())?;
         if !status.success() {
@@ -657,6 +893,37 @@ fn ensure_vmail() -> Result<Ids, SandboxError> {
 
 /// `[1.2.3.4]` is a fine directory name, but keep the bracketless form
 /// chatmaild uses for its default mailboxes_dir.
+/// Adds `dkim_key_file` (inside the state directory) and `dns_resolver`
+/// to the sandbox's chatmail.ini when it does not set them, so the
+/// sandbox never uses the machine's /etc/dkimkeys.
+fn add_dkim_params(
+    ini: &Path,
+    key: &Path,
+    resolver: Option<std::net::SocketAddr>,
+) -> Result<(), SandboxError> {
+    let mut text = fs::read_to_string(ini).ctx(|| "reading chatmail.ini".into())?;
+    let has = |text: &str, k: &str| {
+        text.lines()
+            .any(|l| l.split('=').next().is_some_and(|n| n.trim() == k))
+    };
+    let mut changed = false;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if !has(&text, "dkim_key_file") {
+        text.push_str(&format!("dkim_key_file = {}\n", key.display()));
+        changed = true;
+    }
+    if let Some(r) = resolver.filter(|_| !has(&text, "dns_resolver")) {
+        text.push_str(&format!("dns_resolver = {r}\n"));
+        changed = true;
+    }
+    if changed {
+        fs::write(ini, text).ctx(|| "writing chatmail.ini".into())?;
+    }
+    Ok(())
+}
+
 fn domain_dir(domain: &str) -> &str {
     domain.trim_start_matches('[').trim_end_matches(']')
 }
@@ -684,6 +951,55 @@ fn pick_ports(base: Option<u16>) -> Result<Ports, SandboxError> {
         imap: ports[3],
         imaps: ports[4],
     })
+}
+
+/// The first of five consecutive loopback ports for the daemons' metrics
+/// endpoints (docs/metrics.md): with `--port-base`, the five after the five
+/// mail ports and the two web ports ([`web`]), or else a free run of five.
+fn pick_metrics_base(base: Option<u16>) -> Result<u16, SandboxError> {
+    if let Some(b) = base {
+        return Ok(b.saturating_add(7));
+    }
+    for _ in 0..100 {
+        let first =
+            std::net::TcpListener::bind("127.0.0.1:0").ctx(|| "picking free ports".into())?;
+        let p = first
+            .local_addr()
+            .ctx(|| "picking free ports".into())?
+            .port();
+        let Some(last) = p.checked_add(4) else {
+            continue;
+        };
+        let rest: Vec<_> = (p + 1..=last)
+            .map_while(|q| std::net::TcpListener::bind(("127.0.0.1", q)).ok())
+            .collect();
+        if rest.len() == 4 {
+            return Ok(p);
+        }
+    }
+    Err(SandboxError::Startup(
+        "no five consecutive free loopback ports for the metrics endpoints".into(),
+    ))
+}
+
+/// The metrics port of daemon `name`.
+fn metrics_port(base: u16, name: &str) -> Option<u16> {
+    chatmail_metrics::Daemon::from_name(name).map(|d| base.saturating_add(d.port_offset()))
+}
+
+/// `relay.json`'s `metrics`: daemon -> URL of its endpoint.
+fn metrics_urls(base: u16) -> serde_json::Value {
+    chatmail_metrics::Daemon::ALL
+        .iter()
+        .map(|d| {
+            let port = base.saturating_add(d.port_offset());
+            (
+                d.name().to_owned(),
+                json!(format!("http://127.0.0.1:{port}/metrics")),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn open_log(path: &Path) -> Result<fs::File, SandboxError> {

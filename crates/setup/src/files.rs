@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Maps the absolute paths written in configuration files to the places they
@@ -95,28 +95,48 @@ impl Roots {
 pub fn write_atomic(path: &Path, text: &[u8], new_mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".chatmail-setup.")
-        .tempfile_in(dir)?;
-    tmp.write_all(text)?;
+    let tmp = temp_path(dir);
+    let written = fill_temp(&tmp, path, text, new_mode).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is only durable once the directory is synced too.
+    fs::File::open(dir)?.sync_all()
+}
+
+/// A dot-file next to the target, unique within this process (setup runs
+/// once at a time; `create_new` refuses any name that exists anyway).
+fn temp_path(dir: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(".chatmail-setup.{}.{n}.tmp", std::process::id()))
+}
+
+/// Writes `text` into the new file `tmp` (mode 0600 until its final mode
+/// and owner, those of `path` if it exists, are set) and syncs it.
+fn fill_temp(tmp: &Path, path: &Path, text: &[u8], new_mode: u32) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    file.write_all(text)?;
     match fs::metadata(path) {
         Ok(meta) => {
-            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
             let (uid, gid) = (meta.uid(), meta.gid());
-            let cur = fs::metadata(tmp.path())?;
+            let cur = file.metadata()?;
             if (cur.uid(), cur.gid()) != (uid, gid) {
-                std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid))?;
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(new_mode))?;
+            file.set_permissions(fs::Permissions::from_mode(new_mode))?;
         }
         Err(e) => return Err(e),
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // The rename is only durable once the directory is synced too.
-    fs::File::open(dir)?.sync_all()
+    file.sync_all()
 }
 
 /// Reads a text file; `None` when it does not exist.

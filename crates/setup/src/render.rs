@@ -1,5 +1,5 @@
 //! Pure text transformations: the shipped snippets (the same ones
-//! `chatmail sandbox` runs, see `chatmail_sandbox::render`) merged into a
+//! `chatmail sandbox` runs, see `chatmail_snippets::render`) merged into a
 //! stock Debian Postfix and Dovecot configuration, with the values of the
 //! relay's `chatmail.ini`.
 //!
@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use chatmail_config::Config;
-use chatmail_sandbox::render as shipped;
+use chatmail_snippets::files as shipped;
 
 /// Where the shipped snippets expect the relay's certificate.
 pub const SNIPPET_CERT: &str = "/etc/ssl/certs/chatmail.pem";
@@ -119,7 +119,7 @@ pub fn merge_main_cf(existing: &str, settings: &[(String, String)]) -> String {
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    let merged = shipped::merge_main_cf(existing, &overrides);
+    let merged = chatmail_snippets::render::merge_main_cf(existing, &overrides);
     // `key = ` with an empty value would leave trailing blanks behind.
     let mut out = String::with_capacity(merged.len());
     for line in merged.lines() {
@@ -235,26 +235,34 @@ pub fn dovecot_size(bytes: u64) -> String {
 /// certificate on IMAP as on SMTP).
 pub fn dovecot_conf(config: &Config, tls: &TlsFiles) -> String {
     let quota = config.max_mailbox_size.bytes;
-    // quota-expire trims a mailbox to 70 % of the quota (DESIGN.md, "Expiry").
+    // quota-expire trims a mailbox to 70 % of the quota (docs/design.md, "Expiry").
     let target_mib = quota * 7 / 10 / (1024 * 1024);
     let mut out = format!(
         "# Written by `chatmail setup` for {} from the shipped dovecot/chatmail.conf,\n\
          # with the values of /etc/chatmail/chatmail.ini: run it again after changing\n\
-         # max_mailbox_size or max_message_size, rather than editing this file.\n\n",
+         # max_mailbox_size, max_message_size, max_imap_connections or privacy_mail,\n\
+         # rather than editing this file.\n\n",
         config.mail_domain
     );
-    for line in shipped::DOVECOT_CONF.lines() {
+    let shipped = chatmail_snippets::render::dovecot_limits(shipped::DOVECOT_CONF, config);
+    set_values(&mut out, &shipped, |key| match key {
+        "quota_rule" => Some(format!("*:storage={}", dovecot_size(quota))),
+        "quota_max_mail_size" => Some(dovecot_size(config.max_message_size)),
+        "quota_warning" => Some(format!("storage=75%% quota-warning {target_mib} %h")),
+        "ssl_cert" => Some(format!("<{}", tls.cert.display())),
+        "ssl_key" => Some(format!("<{}", tls.key.display())),
+        _ => None,
+    });
+    out
+}
+
+/// Appends `text` to `out` line by line, with the value of every
+/// `key = value` line for which `value_of(key)` has one replaced.
+fn set_values(out: &mut String, text: &str, value_of: impl Fn(&str) -> Option<String>) {
+    for line in text.lines() {
         let indent = &line[..line.len() - line.trim_start().len()];
         let key = line.split('=').next().unwrap_or("").trim();
-        let replaced = match key {
-            "quota_rule" => Some(format!("*:storage={}", dovecot_size(quota))),
-            "quota_max_mail_size" => Some(dovecot_size(config.max_message_size)),
-            "quota_warning" => Some(format!("storage=75%% quota-warning {target_mib} %h")),
-            "ssl_cert" => Some(format!("<{}", tls.cert.display())),
-            "ssl_key" => Some(format!("<{}", tls.key.display())),
-            _ => None,
-        };
-        match replaced {
+        match value_of(key) {
             Some(v) if line.contains('=') => out.push_str(&format!("{indent}{key} = {v}\n")),
             _ => {
                 out.push_str(line);
@@ -262,7 +270,36 @@ pub fn dovecot_conf(config: &Config, tls: &TlsFiles) -> String {
             }
         }
     }
+}
+
+/// The Dovecot 2.4 dialect of [`dovecot_conf`]: the shipped
+/// `dovecot/2.4/chatmail.conf` with the quota from `chatmail.ini` and the
+/// relay's certificate.
+pub fn dovecot_24_conf(config: &Config, tls: &TlsFiles) -> String {
+    let quota = config.max_mailbox_size.bytes;
+    let target_mib = quota * 7 / 10 / (1024 * 1024);
+    let mut out = format!(
+        "# Written by `chatmail setup` for {} from the shipped dovecot/2.4/chatmail.conf,\n\
+         # with the values of /etc/chatmail/chatmail.ini: run it again after changing\n\
+         # max_mailbox_size or max_message_size, rather than editing this file.\n\n",
+        config.mail_domain
+    );
+    let shipped = chatmail_snippets::render::dovecot_limits(shipped::DOVECOT_24_CONF, config);
+    set_values(&mut out, &shipped, |key| match key {
+        "quota_storage_size" => Some(dovecot_size(quota)),
+        "quota_mail_size" => Some(dovecot_size(config.max_message_size)),
+        "execute_args" => Some(format!("{target_mib} %{{home}}")),
+        "ssl_server_cert_file" => Some(tls.cert.display().to_string()),
+        "ssl_server_key_file" => Some(tls.key.display().to_string()),
+        _ => None,
+    });
     out
+}
+
+/// Whether a `dovecot.conf` is written for Dovecot 2.4: 2.4 refuses to
+/// start without `dovecot_config_version`, and 2.3 does not know it.
+pub fn dovecot_conf_is_24(dovecot_conf: &str) -> bool {
+    dovecot_value(dovecot_conf, "dovecot_config_version").is_some()
 }
 
 /// `dovecot.conf` with an `!include` of our `conf.d` file appended, or
@@ -387,9 +424,113 @@ pub fn dovecot_value(text: &str, key: &str) -> Option<String> {
         .next_back()
 }
 
+/// The value of the first of `keys` inside the first `anchor { ... }` block
+/// of a Dovecot 2.4 text (nested blocks included), or, with an empty anchor,
+/// at any depth. Dovecot 2.4 names settings both ways: the snippet writes
+/// `dict_proxy_socket_path` inside `mail_attribute { dict proxy { } }`,
+/// `doveconf -n` prints it as `socket_path`.
+pub fn dovecot_block_value(text: &str, anchor: &str, keys: &[&str]) -> Option<String> {
+    let mut depth: Option<usize> = anchor.is_empty().then_some(1);
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        match depth {
+            None => {
+                if t.strip_suffix('{').map(str::trim) == Some(anchor) {
+                    depth = Some(1);
+                }
+            }
+            Some(d) => {
+                if t.ends_with('{') {
+                    depth = Some(d + 1);
+                } else if t == "}" {
+                    if d == 1 && !anchor.is_empty() {
+                        return None;
+                    }
+                    depth = Some(d.saturating_sub(1).max(1));
+                } else if let Some((k, v)) = t.split_once('=')
+                    && keys.contains(&k.trim())
+                {
+                    return Some(v.trim().to_owned());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether a Dovecot settings text (the 2.4 snippet as installed, or
+/// `doveconf -n` of Dovecot 2.4) authenticates through the Lua passdb.
+pub fn dovecot_uses_lua_passdb(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "passdb lua {")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dovecot_24_values_from_snippet_and_doveconf() {
+        let snippet = shipped::DOVECOT_24_CONF;
+        let doveconf = "ssl_server {\n  cert_file = /c.pem\n}\npassdb lua {\n  lua_file = /x\n  \
+                        lua_settings {\n    socket = /run/a.socket\n  }\n}\n\
+                        mail_attribute {\n  dict proxy {\n    name = metadata\n    \
+                        socket_path = /run/m.socket\n  }\n}\n";
+        let sock = ["dict_proxy_socket_path", "socket_path"];
+        assert_eq!(
+            dovecot_block_value(snippet, "mail_attribute", &sock).as_deref(),
+            Some("/run/chatmail-metadata/metadata.socket")
+        );
+        assert_eq!(
+            dovecot_block_value(snippet, "last_login", &sock).as_deref(),
+            Some("/run/chatmail-lastlogin/lastlogin.socket")
+        );
+        assert_eq!(
+            dovecot_block_value(snippet, "passdb lua", &["socket"]).as_deref(),
+            Some("/run/chatmail-auth/auth.socket")
+        );
+        assert_eq!(
+            dovecot_block_value(doveconf, "mail_attribute", &sock).as_deref(),
+            Some("/run/m.socket")
+        );
+        assert_eq!(
+            dovecot_block_value(doveconf, "passdb lua", &["socket"]).as_deref(),
+            Some("/run/a.socket")
+        );
+        assert_eq!(
+            dovecot_block_value(doveconf, "ssl_server", &["cert_file"]).as_deref(),
+            Some("/c.pem")
+        );
+        assert_eq!(dovecot_block_value(doveconf, "last_login", &sock), None);
+        assert!(dovecot_uses_lua_passdb(snippet) && dovecot_uses_lua_passdb(doveconf));
+        assert!(!dovecot_uses_lua_passdb(shipped::DOVECOT_CONF));
+    }
+
+    #[test]
+    fn dovecot_24_conf_follows_the_quota_and_the_certificate() {
+        let (c, _) = Config::parse(
+            "[params]\nmail_domain = x.org\nmax_mailbox_size = 100M\nmax_message_size = 1000\n",
+        )
+        .unwrap();
+        let tls = TlsFiles {
+            cert: "/c.pem".into(),
+            key: "/k.pem".into(),
+            external: true,
+        };
+        let out = dovecot_24_conf(&c, &tls);
+        assert!(out.contains("\n  quota_storage_size = 100M\n"), "{out}");
+        assert!(out.contains("\nquota_mail_size = 1k\n"));
+        assert!(out.contains("\n      execute_args = 70 %{home}\n"));
+        assert!(out.contains("\nssl_server_cert_file = /c.pem\n"));
+        assert!(out.contains("\nssl_server_key_file = /k.pem\n"));
+        assert!(out.contains("\npassdb lua {\n"));
+        assert!(dovecot_conf_is_24(
+            "dovecot_config_version = 2.4.0\n!include conf.d/*.conf\n"
+        ));
+        assert!(!dovecot_conf_is_24("!include conf.d/*.conf\n"));
+    }
 
     #[test]
     fn mail_domain_goes_where_the_commented_line_was() {
@@ -488,6 +629,19 @@ mod tests {
         assert_eq!(once.matches("\nsubmissions inet").count(), 1);
         assert!(once.contains("-o syslog_name=postfix/$service_name\n"));
         assert!(once.contains("# Port 465: the same with implicit TLS.\nsubmissions inet"));
+    }
+
+    #[test]
+    fn dovecot_conf_follows_the_connection_limit_and_admin() {
+        let c = Config::parse(
+            "[params]\nmail_domain = x.org\nmax_imap_connections = 777\n\
+             privacy_mail = privacy@x.org\n",
+        )
+        .unwrap()
+        .0;
+        let out = dovecot_conf(&c, &TlsFiles::for_config(&c));
+        assert_eq!(out.matches("  process_limit = 777\n").count(), 2, "{out}");
+        assert!(out.contains("\nmail_server_admin = mailto:privacy@x.org\n"));
     }
 
     #[test]

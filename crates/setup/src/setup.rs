@@ -11,22 +11,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chatmail_config::{Config, ConfigError};
-use chatmail_sandbox::render as shipped;
+use chatmail_snippets::files as shipped;
 
 use crate::files::{self, Roots};
 use crate::render::{self, TlsFiles};
 
-/// The units `setup` enables, in start order (the helpers before the MTAs
-/// that connect to them).
-pub const UNITS: &[&str] = &[
-    "chatmail-auth.service",
-    "chatmail-lastlogin.service",
-    "chatmail-metadata.service",
-    "chatmail-milter.service",
-    "chatmail-policy.service",
-    "chatmail-expire.timer",
-    "chatmail-report.timer",
-];
+/// The units `setup` enables, in start order: the daemons' (before the MTAs
+/// that connect to them), then the timers of the periodic jobs.
+pub fn units() -> Vec<&'static str> {
+    let daemons = chatmail_snippets::daemons::DAEMONS.iter().map(|d| d.unit);
+    daemons
+        .chain(chatmail_snippets::daemons::TIMERS.iter().copied())
+        .collect()
+}
 
 /// The `main.cf` Debian's postinst starts from.
 pub const DEBIAN_MAIN_CF: &str = "/usr/share/postfix/main.cf.debian";
@@ -43,6 +40,9 @@ pub struct SetupOptions {
     pub etc: Option<PathBuf>,
     /// Print what would change, change nothing.
     pub dry_run: bool,
+    /// Get the certificate from the ACME CA with this directory URL
+    /// (certbot, HTTP-01 through nginx; `--acme`), see docs/web.md.
+    pub acme: Option<String>,
 }
 
 /// Why `setup` stopped. Files already written stay written (each one is
@@ -130,6 +130,8 @@ pub struct SetupReport {
     pub files: Vec<(PathBuf, Change)>,
     /// A self-signed certificate was (or would be) created.
     pub certificate_created: bool,
+    /// A DKIM key was (or would be) created.
+    pub dkim_key_created: bool,
     /// The commands run (or, with `--dry-run`, `--etc` or without systemd,
     /// the commands to run by hand).
     pub commands: Vec<String>,
@@ -140,7 +142,9 @@ pub struct SetupReport {
 impl SetupReport {
     /// True when nothing needed (or needs, for `--dry-run`) to change.
     pub fn unchanged(&self) -> bool {
-        !self.certificate_created && self.files.iter().all(|(_, c)| *c == Change::Unchanged)
+        !self.certificate_created
+            && !self.dkim_key_created
+            && self.files.iter().all(|(_, c)| *c == Change::Unchanged)
     }
 }
 
@@ -191,6 +195,63 @@ struct Planned {
     owner: Option<&'static str>,
 }
 
+/// Every file `setup` wants to have, each with what is on disk now, in the
+/// order they are written.
+struct Plan<'a> {
+    roots: &'a Roots,
+    files: Vec<Planned>,
+}
+
+impl Plan<'_> {
+    /// Plans the file the configs name `name` (under `/etc`).
+    fn add(
+        &mut self,
+        name: &str,
+        new: String,
+        mode: u32,
+        owner: Option<&'static str>,
+    ) -> Result<(), SetupError> {
+        self.add_host(self.roots.host(Path::new(name)), new, mode, owner)
+    }
+
+    /// Plans the file at `path` on this machine.
+    fn add_host(
+        &mut self,
+        path: PathBuf,
+        new: String,
+        mode: u32,
+        owner: Option<&'static str>,
+    ) -> Result<(), SetupError> {
+        let old = files::read_optional(&path).map_err(io_err("reading", &path))?;
+        self.files.push(Planned {
+            path,
+            old,
+            new,
+            mode,
+            owner,
+        });
+        Ok(())
+    }
+}
+
+/// What the steps did so far: the report, and the services that must
+/// re-read their configuration.
+struct Progress {
+    report: SetupReport,
+    reload: Vec<&'static str>,
+}
+
+impl Progress {
+    fn reload(&mut self, service: &'static str) {
+        if !self.reload.contains(&service) {
+            self.reload.push(service);
+        }
+    }
+}
+
+/// Where `chatmail.ini` is, as the other files name it.
+const INI_NAME: &str = "/etc/chatmail/chatmail.ini";
+
 /// Applies the shipped snippets to this machine's Postfix and Dovecot (or
 /// to the tree under `opts.etc`), printing progress (and, with `dry_run`,
 /// the diffs) to `out`.
@@ -206,6 +267,49 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
         etc: opts.etc.clone().unwrap_or_else(|| "/etc".into()),
         root: "/".into(),
     };
+    check_installed(&roots)?;
+    let (config, ini_new) = chatmail_ini(&roots, &domain, requested)?;
+    let tls = TlsFiles::for_config(&config);
+    // What the config files say: with --etc, the tree's own files.
+    let tls_written = TlsFiles {
+        cert: roots.host(&tls.cert),
+        key: roots.host(&tls.key),
+        external: tls.external,
+    };
+
+    let mut plan = Plan {
+        roots: &roots,
+        files: Vec::new(),
+    };
+    plan.add(INI_NAME, ini_new, 0o644, None)?;
+    plan_postfix(&mut plan, &config, &tls_written)?;
+    plan_dovecot(&mut plan, &config, &tls_written)?;
+    plan_web(&mut plan, &config, &tls_written, opts.etc.is_some())?;
+
+    let mut done = Progress {
+        report: SetupReport {
+            dry_run: opts.dry_run,
+            ..SetupReport::default()
+        },
+        reload: Vec::new(),
+    };
+    write_files(&plan.files, opts.dry_run, &mut done, out)?;
+    certificate(&roots, &config, &tls, opts.dry_run, &mut done, out)?;
+    dkim_key(&roots, &config, opts.dry_run, &mut done, out)?;
+    directories(opts, &roots, &config, out)?;
+
+    let systemd = opts.etc.is_none() && !opts.dry_run && Path::new("/run/systemd/system").exists();
+    let units = units_to_enable(systemd, out)?;
+    let commands = service_commands(&units, &done.reload, out)?;
+    run_or_show(&commands, systemd, out)?;
+    done.report.commands = commands;
+    acme_certificate(opts, &config, &tls, systemd, &mut done.report, out)?;
+    Ok(done.report)
+}
+
+/// Stops early when Postfix or Dovecot is not installed: `setup` merges
+/// into their stock files.
+fn check_installed(roots: &Roots) -> Result<(), SetupError> {
     for (p, package) in [
         ("/etc/postfix/master.cf", "postfix"),
         ("/etc/dovecot/dovecot.conf", "dovecot-core"),
@@ -215,22 +319,31 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
             return Err(SetupError::NotInstalled { path, package });
         }
     }
+    Ok(())
+}
 
-    let ini_name = PathBuf::from("/etc/chatmail/chatmail.ini");
-    let ini_path = roots.host(&ini_name);
+/// The relay's config and the text `chatmail.ini` must have: the existing
+/// file for the same domain, the package's default with the domain set, or
+/// a new one.
+fn chatmail_ini(
+    roots: &Roots,
+    domain: &str,
+    requested: Config,
+) -> Result<(Config, String), SetupError> {
+    let ini_path = roots.host(Path::new(INI_NAME));
     let ini_old = files::read_optional(&ini_path).map_err(io_err("reading", &ini_path))?;
     let config_err = |source| SetupError::Config {
         path: ini_path.clone(),
         source,
     };
-    let (config, ini_new) = match &ini_old {
+    Ok(match &ini_old {
         Some(text) => match Config::parse(text) {
             Ok((config, _warnings)) => {
                 if config.mail_domain.to_ascii_lowercase() != requested.mail_domain {
                     return Err(SetupError::DomainMismatch {
                         path: ini_path.clone(),
                         configured: config.mail_domain,
-                        requested: domain,
+                        requested: domain.to_owned(),
                     });
                 }
                 // Never rewritten once it has a domain: the operator owns it.
@@ -239,111 +352,156 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
             // The package's commented default (or any file that only lacks
             // the domain): set mail_domain, keep every other line.
             Err(ConfigError::MissingKey { key: "mail_domain" }) => {
-                let text = render::with_mail_domain(text, &domain);
+                let text = render::with_mail_domain(text, domain);
                 let (config, _warnings) = Config::parse(&text).map_err(config_err)?;
                 (config, text)
             }
             Err(source) => return Err(config_err(source)),
         },
-        None => (requested, render::chatmail_ini(&domain)),
-    };
-    let tls = TlsFiles::for_config(&config);
-    // What the config files say: with --etc, the tree's own files.
-    let tls_written = TlsFiles {
-        cert: roots.host(&tls.cert),
-        key: roots.host(&tls.key),
-        external: tls.external,
-    };
+        None => (requested, render::chatmail_ini(domain)),
+    })
+}
 
-    let mut plan = Vec::new();
-    let mut add = |name: &str, new: String, mode: u32, owner: Option<&'static str>| {
-        let path = roots.host(Path::new(name));
-        let old = files::read_optional(&path).map_err(io_err("reading", &path))?;
-        plan.push(Planned {
-            path,
-            old,
-            new,
-            mode,
-            owner,
-        });
-        Ok::<(), SetupError>(())
-    };
-    add(ini_name.to_str().unwrap_or_default(), ini_new, 0o644, None)?;
-    let main_cf = main_cf_or_debian_default(&roots)?;
-    let settings: Vec<(String, String)> = render::main_cf_settings(&config, &tls_written)
+/// Postfix: `main.cf` and `master.cf` merged with the shipped settings, and
+/// the shipped maps.
+fn plan_postfix(
+    plan: &mut Plan,
+    config: &Config,
+    tls_written: &TlsFiles,
+) -> Result<(), SetupError> {
+    let roots = plan.roots;
+    let main_cf = main_cf_or_debian_default(roots)?;
+    let settings: Vec<(String, String)> = render::main_cf_settings(config, tls_written)
         .into_iter()
         .map(|(k, v)| (k, roots.relocate(&v)))
         .collect();
-    add(
+    plan.add(
         "/etc/postfix/main.cf",
         render::merge_main_cf(&main_cf, &settings),
         0o644,
         Some("postfix"),
     )?;
-    let master_cf = read(&roots, "/etc/postfix/master.cf")?;
-    add(
+    let master_cf = read(roots, "/etc/postfix/master.cf")?;
+    plan.add(
         "/etc/postfix/master.cf",
-        render::merge_master_cf(&master_cf, &roots.relocate(shipped::POSTFIX_MASTER_CF)),
+        render::merge_master_cf(
+            &master_cf,
+            &roots.relocate(&chatmail_snippets::render::master_cf_limits(
+                shipped::POSTFIX_MASTER_CF,
+                config,
+            )),
+        ),
         0o644,
         Some("postfix"),
     )?;
-    add(
+    plan.add(
         "/etc/postfix/chatmail-login-map",
         shipped::POSTFIX_LOGIN_MAP.into(),
         0o644,
         Some("postfix"),
     )?;
-    add(
+    plan.add(
         "/etc/postfix/chatmail-submission-header-cleanup",
         shipped::POSTFIX_HEADER_CLEANUP.into(),
         0o644,
         Some("postfix"),
     )?;
-    let dovecot_conf = read(&roots, "/etc/dovecot/dovecot.conf")?;
+    plan.add(
+        "/etc/postfix/chatmail-lmtp-header-cleanup",
+        shipped::POSTFIX_LMTP_HEADER_CLEANUP.into(),
+        0o644,
+        Some("postfix"),
+    )
+}
+
+/// Dovecot: the include in `dovecot.conf`, system auth off, the chatmail
+/// snippet in the dialect of the installed Dovecot, and the Lua scripts.
+fn plan_dovecot(
+    plan: &mut Plan,
+    config: &Config,
+    tls_written: &TlsFiles,
+) -> Result<(), SetupError> {
+    let roots = plan.roots;
+    let dovecot_conf = read(roots, "/etc/dovecot/dovecot.conf")?;
+    // Debian 13's Dovecot 2.4 speaks another configuration language; its
+    // stock dovecot.conf says so (docs/dovecot-2.4.md).
+    let dovecot_24 = render::dovecot_conf_is_24(&dovecot_conf);
     let new = render::dovecot_include(&dovecot_conf).unwrap_or(dovecot_conf);
-    add("/etc/dovecot/dovecot.conf", new, 0o644, Some("dovecot"))?;
+    plan.add("/etc/dovecot/dovecot.conf", new, 0o644, Some("dovecot"))?;
     let auth_conf = roots.host(Path::new("/etc/dovecot/conf.d/10-auth.conf"));
     if let Some(text) = files::read_optional(&auth_conf).map_err(io_err("reading", &auth_conf))? {
         let new = render::disable_system_auth(&text).unwrap_or(text);
-        add(
+        plan.add(
             "/etc/dovecot/conf.d/10-auth.conf",
             new,
             0o644,
             Some("dovecot"),
         )?;
     }
-    add(
-        render::DOVECOT_CONF_D,
-        roots.relocate(&render::dovecot_conf(&config, &tls_written)),
-        0o644,
-        Some("dovecot"),
-    )?;
-    add(
-        "/etc/dovecot/chatmail-auth.conf.ext",
-        roots.relocate(shipped::DOVECOT_AUTH_EXT),
-        0o644,
-        Some("dovecot"),
-    )?;
-    add(
+    if dovecot_24 {
+        plan.add(
+            render::DOVECOT_CONF_D,
+            roots.relocate(&render::dovecot_24_conf(config, tls_written)),
+            0o644,
+            Some("dovecot"),
+        )?;
+        plan.add(
+            "/etc/dovecot/chatmail-auth.lua",
+            shipped::DOVECOT_24_AUTH_LUA.into(),
+            0o644,
+            Some("dovecot"),
+        )?;
+    } else {
+        plan.add(
+            render::DOVECOT_CONF_D,
+            roots.relocate(&render::dovecot_conf(config, tls_written)),
+            0o644,
+            Some("dovecot"),
+        )?;
+        plan.add(
+            "/etc/dovecot/chatmail-auth.conf.ext",
+            roots.relocate(shipped::DOVECOT_AUTH_EXT),
+            0o644,
+            Some("dovecot"),
+        )?;
+    }
+    plan.add(
         "/etc/dovecot/chatmail-push.lua",
         shipped::DOVECOT_PUSH_LUA.into(),
         0o644,
         Some("dovecot"),
-    )?;
+    )
+}
 
-    let mut report = SetupReport {
-        dry_run: opts.dry_run,
-        ..SetupReport::default()
-    };
-    let mut reload = Vec::new();
-    for p in &plan {
+/// The web front: rendered pages and nginx's server block (docs/web.md).
+fn plan_web(
+    plan: &mut Plan,
+    config: &Config,
+    tls_written: &TlsFiles,
+    etc: bool,
+) -> Result<(), SetupError> {
+    for (path, new, owner) in crate::web::planned_files(config, tls_written, plan.roots, etc) {
+        plan.add_host(path, new, 0o644, owner)?;
+    }
+    Ok(())
+}
+
+/// Writes the planned files that differ from what is on disk (with
+/// `dry_run`, prints their diffs instead), noting who must reload.
+fn write_files(
+    plan: &[Planned],
+    dry_run: bool,
+    done: &mut Progress,
+    out: &mut dyn Write,
+) -> Result<(), SetupError> {
+    for p in plan {
         let change = match &p.old {
             None => Change::Created,
             Some(old) if *old == p.new => Change::Unchanged,
             Some(_) => Change::Updated,
         };
         let shown = p.path.display();
-        match (change, opts.dry_run) {
+        match (change, dry_run) {
             (Change::Unchanged, _) => wln(out, format_args!("unchanged {shown}"))?,
             (_, true) => {
                 let verb = if change == Change::Created {
@@ -365,19 +523,31 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
                     "updated"
                 };
                 wln(out, format_args!("{verb} {shown}"))?;
-                if let Some(o) = p.owner.filter(|o| !reload.contains(o)) {
-                    reload.push(o);
+                if let Some(o) = p.owner {
+                    done.reload(o);
                 }
             }
         }
-        report.files.push((p.path.clone(), change));
+        done.report.files.push((p.path.clone(), change));
     }
+    Ok(())
+}
 
+/// A self-signed certificate when the config names no external one and
+/// there is none yet; a warning when the external one is missing.
+fn certificate(
+    roots: &Roots,
+    config: &Config,
+    tls: &TlsFiles,
+    dry_run: bool,
+    done: &mut Progress,
+    out: &mut dyn Write,
+) -> Result<(), SetupError> {
     if !tls.external {
         let (cert, key) = (roots.host(&tls.cert), roots.host(&tls.key));
         if !(cert.exists() && key.exists()) {
-            report.certificate_created = true;
-            if opts.dry_run {
+            done.report.certificate_created = true;
+            if dry_run {
                 wln(
                     out,
                     format_args!("would create a self-signed certificate {}", cert.display()),
@@ -393,9 +563,7 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
                     ),
                 )?;
                 for o in ["postfix", "dovecot"] {
-                    if !reload.contains(&o) {
-                        reload.push(o);
-                    }
+                    done.reload(o);
                 }
             }
         }
@@ -408,13 +576,56 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
             ),
         )?;
     }
+    Ok(())
+}
 
+/// The DKIM key, for a relay with a domain name (an IP-literal relay has no
+/// DNS to publish it in).
+fn dkim_key(
+    roots: &Roots,
+    config: &Config,
+    dry_run: bool,
+    done: &mut Progress,
+    out: &mut dyn Write,
+) -> Result<(), SetupError> {
+    if config.ipv4_relay().is_none() {
+        let key = roots.host(&config.dkim_key_file);
+        if let Some(o) = ensure_dkim_key(&key, dry_run, out)? {
+            done.report.dkim_key_created = true;
+            done.reload(o);
+        }
+    }
+    Ok(())
+}
+
+/// The mailboxes directory (on the machine itself only) and the web
+/// front's directories; nothing with `--dry-run`.
+fn directories(
+    opts: &SetupOptions,
+    roots: &Roots,
+    config: &Config,
+    out: &mut dyn Write,
+) -> Result<(), SetupError> {
     if opts.etc.is_none() && !opts.dry_run {
         ensure_mailboxes_dir(&config.mailboxes_dir, out)?;
     }
+    if !opts.dry_run {
+        let made = crate::web::ensure_dirs(roots, opts.etc.is_some()).map_err(io_err(
+            "creating",
+            Path::new(chatmail_snippets::nginx::WWW_OVERRIDE),
+        ))?;
+        for dir in made {
+            wln(out, format_args!("created {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
 
-    let systemd = opts.etc.is_none() && !opts.dry_run && Path::new("/run/systemd/system").exists();
-    let mut units: Vec<&str> = UNITS.to_vec();
+/// The [`units`] to enable: under systemd only those installed (with a
+/// warning for each other one).
+fn units_to_enable(systemd: bool, out: &mut dyn Write) -> Result<Vec<&'static str>, SetupError> {
+    let all = units();
+    let mut units = all.clone();
     if systemd {
         // Enabling a unit that is not installed fails the whole command.
         units.retain(|u| {
@@ -426,10 +637,20 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
             .iter()
             .any(|d| Path::new(d).join(u).exists())
         });
-        for u in UNITS.iter().filter(|u| !units.contains(u)) {
+        for u in all.iter().filter(|u| !units.contains(u)) {
             wln(out, format_args!("warning: {u} is not installed; skipped"))?;
         }
     }
+    Ok(units)
+}
+
+/// The `systemctl` commands: enable `units`, and restart or reload each
+/// service in `reload`.
+fn service_commands(
+    units: &[&str],
+    reload: &[&str],
+    out: &mut dyn Write,
+) -> Result<Vec<String>, SetupError> {
     let mut commands = Vec::new();
     if !units.is_empty() {
         commands.push(format!("systemctl enable --now {}", units.join(" ")));
@@ -442,7 +663,28 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
     if reload.contains(&"postfix") {
         commands.push("systemctl reload-or-restart postfix".into());
     }
-    for c in &commands {
+    if reload.contains(&"nginx") {
+        if Path::new("/usr/sbin/fcgiwrap").exists() {
+            commands.push("systemctl enable --now fcgiwrap.socket".into());
+        } else {
+            wln(
+                out,
+                format_args!(
+                    "warning: fcgiwrap is not installed, so /new cannot hand out accounts: apt-get install fcgiwrap"
+                ),
+            )?;
+        }
+        commands.push("systemctl reload-or-restart nginx".into());
+    }
+    if reload.contains(&"chatmail-milter") && units.contains(&"chatmail-milter.service") {
+        commands.push("systemctl restart chatmail-milter".into());
+    }
+    Ok(commands)
+}
+
+/// Runs `commands` under systemd; otherwise prints them for the operator.
+fn run_or_show(commands: &[String], systemd: bool, out: &mut dyn Write) -> Result<(), SetupError> {
+    for c in commands {
         if systemd {
             wln(out, format_args!("running {c}"))?;
             run(c)?;
@@ -450,8 +692,29 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
             wln(out, format_args!("to run: {c}"))?;
         }
     }
-    report.commands = commands;
-    Ok(report)
+    Ok(())
+}
+
+/// With `--acme`, a certificate from the CA (docs/web.md), unless the
+/// config rules one out.
+fn acme_certificate(
+    opts: &SetupOptions,
+    config: &Config,
+    tls: &TlsFiles,
+    systemd: bool,
+    report: &mut SetupReport,
+    out: &mut dyn Write,
+) -> Result<(), SetupError> {
+    if let Some(directory) = &opts.acme {
+        match crate::web::acme_refusal(config, tls) {
+            Some(why) => wln(out, format_args!("warning: no ACME certificate: {why}"))?,
+            None => {
+                let acme = crate::web::acme(config, directory, systemd, out)?;
+                report.commands.extend(acme);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn wln(out: &mut dyn Write, args: fmt::Arguments<'_>) -> Result<(), SetupError> {
@@ -519,7 +782,7 @@ fn self_signed_certificate(domain: &str, cert: &Path, key: &Path) -> Result<(), 
     let key_tmp = key.with_extension("key.chatmail-setup.tmp");
     let cert_tmp = cert.with_extension("pem.chatmail-setup.tmp");
     let mut cmd =
-        chatmail_sandbox::render::self_signed_cert_command(domain, None, &key_tmp, &cert_tmp);
+        chatmail_snippets::render::self_signed_cert_command(domain, None, &key_tmp, &cert_tmp);
     let result = run_command(&mut cmd, "openssl req -x509 ...");
     if let Err(e) = result {
         let _ = std::fs::remove_file(&key_tmp);
@@ -533,6 +796,51 @@ fn self_signed_certificate(domain: &str, cert: &Path, key: &Path) -> Result<(), 
         .map_err(io_err("chmod", &cert_tmp))?;
     std::fs::rename(&key_tmp, key).map_err(io_err("writing", key))?;
     std::fs::rename(&cert_tmp, cert).map_err(io_err("writing", cert))
+}
+
+/// Creates the DKIM key when there is none (2048-bit RSA, mode 0640, group
+/// `postfix`: the milter that signs runs with that group). An existing key
+/// is never touched: its public half is in DNS. Returns the service to
+/// restart when a key was created.
+fn ensure_dkim_key(
+    key: &Path,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<Option<&'static str>, SetupError> {
+    if key.symlink_metadata().is_ok() {
+        wln(out, format_args!("unchanged DKIM key {}", key.display()))?;
+        return Ok(None);
+    }
+    if dry_run {
+        wln(out, format_args!("would create DKIM key {}", key.display()))?;
+        return Ok(Some("chatmail-milter"));
+    }
+    let gid = nix::unistd::Group::from_name("postfix")
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw());
+    if let Some(dir) = key.parent().filter(|d| !d.exists()) {
+        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        // The milter (group postfix) must reach the key; nobody else.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .map_err(io_err("creating", dir))?;
+        if let Some(gid) = gid {
+            let _ = nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(gid)));
+        }
+    }
+    chatmail_dkim::create_key(key, gid).map_err(|e| SetupError::Io {
+        what: "creating the DKIM key",
+        path: key.to_owned(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    wln(
+        out,
+        format_args!(
+            "created DKIM key {} (publish its record: chatmail dns)",
+            key.display()
+        ),
+    )?;
+    Ok(Some("chatmail-milter"))
 }
 
 fn ensure_mailboxes_dir(dir: &Path, out: &mut dyn Write) -> Result<(), SetupError> {

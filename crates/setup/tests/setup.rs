@@ -177,7 +177,7 @@ fn values_come_from_an_existing_chatmail_ini() {
 }
 
 /// What the Debian package installs as /etc/chatmail/chatmail.ini.
-const SHIPPED_INI: &str = include_str!("../../../packaging/chatmail.ini");
+const SHIPPED_INI: &str = chatmail_config::DEFAULT_INI;
 
 #[test]
 fn the_packages_commented_chatmail_ini_gets_the_domain() {
@@ -216,6 +216,7 @@ fn the_packages_commented_chatmail_ini_gets_the_domain() {
             domain: "other.org".into(),
             etc: Some(etc.clone()),
             dry_run: false,
+            acme: None,
         },
         &mut Vec::new(),
     )
@@ -255,6 +256,7 @@ fn bad_domains_are_refused_clearly() {
                 domain: domain.into(),
                 etc: Some(etc.clone()),
                 dry_run: false,
+                acme: None,
             },
             &mut Vec::new(),
         )
@@ -286,6 +288,7 @@ fn another_domain_in_chatmail_ini_is_refused() {
             domain: DOMAIN.into(),
             etc: Some(etc.clone()),
             dry_run: false,
+            acme: None,
         },
         &mut Vec::new(),
     )
@@ -305,6 +308,7 @@ fn missing_postfix_is_named() {
             domain: DOMAIN.into(),
             etc: Some(dir.path().to_owned()),
             dry_run: true,
+            acme: None,
         },
         &mut Vec::new(),
     )

@@ -3,15 +3,23 @@
 //!
 //! Every read has a deadline: a reply that never comes fails the test
 //! instead of hanging it. Bytes are compared in their escaped form so a
-//! failure shows tabs and newlines.
+//! failure shows tabs and newlines. [`Spawned`] runs a server under test on
+//! the runtime and stops it.
+//!
+//! A development dependency only: no shipped crate may depend on this one.
 
-#![forbid(unsafe_code)]
-
+use std::future::Future;
 use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// Longest wait for bytes a test expects.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -71,4 +79,179 @@ pub async fn expect_eof(c: &mut UnixStream) {
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
     }
     assert_eq!(rest.escape_ascii().to_string(), "");
+}
+
+/// Binds a Unix listener at `dir/name` with plain `bind(2)` (the daemons'
+/// own [`chatmail_net::Listener::bind`] is tested on its own).
+///
+/// # Panics
+/// When binding fails.
+pub fn bind_unix(dir: &Path, name: &str) -> (PathBuf, chatmail_net::Listener) {
+    let path = dir.join(name);
+    let listener =
+        chatmail_net::Listener::from_unix(tokio::net::UnixListener::bind(&path).unwrap());
+    (path, listener)
+}
+
+/// The shutdown future handed to a server under test: resolves when the
+/// test asks it to stop or drops its [`Spawned`].
+#[derive(Debug)]
+pub struct Stop(oneshot::Receiver<()>);
+
+impl Future for Stop {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+/// A server under test running as a task; dropping it asks it to stop.
+#[derive(Debug)]
+pub struct Spawned {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Spawned {
+    /// Spawns `serve(stop)`, where `serve` is a daemon's or protocol
+    /// server's entry point with its listener and handler already bound.
+    pub fn spawn<F, Fut>(serve: F) -> Spawned
+    where
+        F: FnOnce(Stop) -> Fut,
+        Fut: Future<Output = io::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(serve(Stop(stopped)));
+        Spawned {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the server to stop without waiting.
+    pub fn begin_shutdown(&mut self) {
+        drop(self.stop.take());
+    }
+
+    /// Asks the server to stop and waits ([`PATIENCE`] at most) until it has.
+    ///
+    /// # Panics
+    /// When the server does not stop in time, panics, or returns an error.
+    pub async fn shutdown(self) {
+        self.shutdown_within(PATIENCE).await;
+    }
+
+    /// Asks the server to stop and waits (`patience` at most) until it has,
+    /// for a server whose shutdown has more to finish than a reply.
+    ///
+    /// # Panics
+    /// When the server does not stop in time, panics, or returns an error.
+    pub async fn shutdown_within(mut self, patience: Duration) {
+        self.begin_shutdown();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(patience, task)
+            .await
+            .expect("server did not stop")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// A scripted handler for a protocol server, so that [`Served`] can start
+/// that server with it.
+pub trait Scripted: Default + Send + Sync + 'static {
+    /// The server's options.
+    type Options: Default;
+    /// The socket's file name in the temp directory.
+    const SOCKET: &'static str;
+    /// What a client sends first on a connection from [`Served::hello`].
+    const HELLO: &'static [u8];
+
+    /// The server's entry point, serving with `handler` until `stop`.
+    fn serve(
+        listener: chatmail_net::Listener,
+        handler: Arc<Self>,
+        options: Self::Options,
+        stop: Stop,
+    ) -> Serving;
+}
+
+/// A running server's future, as [`Scripted::serve`] returns it.
+pub type Serving = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// A protocol server under test with a scripted handler, on a Unix socket
+/// in a temp directory of its own; dropping it stops the server.
+#[derive(Debug)]
+pub struct Served<H> {
+    /// The socket.
+    pub path: PathBuf,
+    /// The handler the server was given, for what it recorded.
+    pub handler: Arc<H>,
+    server: Spawned,
+    _dir: tempfile::TempDir,
+}
+
+impl<H: Scripted> Served<H> {
+    /// Starts the server with default options.
+    ///
+    /// # Panics
+    /// When the directory or the socket cannot be created.
+    pub async fn start() -> Served<H> {
+        Served::start_with(H::Options::default()).await
+    }
+
+    /// Starts the server with `options`.
+    ///
+    /// # Panics
+    /// When the directory or the socket cannot be created.
+    pub async fn start_with(options: H::Options) -> Served<H> {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, listener) = bind_unix(dir.path(), H::SOCKET);
+        let handler = Arc::new(H::default());
+        let server = Spawned::spawn(|stop| H::serve(listener, Arc::clone(&handler), options, stop));
+        Served {
+            path,
+            handler,
+            server,
+            _dir: dir,
+        }
+    }
+
+    /// A new client connection.
+    ///
+    /// # Panics
+    /// When connecting fails.
+    pub async fn connect(&self) -> UnixStream {
+        UnixStream::connect(&self.path).await.unwrap()
+    }
+
+    /// A new client connection that has sent [`Scripted::HELLO`].
+    ///
+    /// # Panics
+    /// When connecting or sending fails.
+    pub async fn hello(&self) -> UnixStream {
+        let mut c = self.connect().await;
+        c.write_all(H::HELLO).await.unwrap();
+        c
+    }
+
+    /// Asks the server to stop without waiting.
+    pub fn begin_shutdown(&mut self) {
+        self.server.begin_shutdown();
+    }
+
+    /// Asks the server to stop and waits ([`PATIENCE`] at most) until it has.
+    ///
+    /// # Panics
+    /// As [`Spawned::shutdown`].
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
 }

@@ -1,5 +1,6 @@
 //! Runs `chatmail auth` (its real `run` entry point) on a temp Unix socket
-//! over a temp mailbox store, with a resource probe the test controls.
+//! (through the shared harness of `chatmail-wire-test`) over a temp mailbox
+//! store, with a resource probe the test controls.
 
 #![allow(dead_code)]
 
@@ -7,27 +8,29 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chatmail_auth::probe::ResourceProbe;
-use chatmail_auth::rules::Resources;
+use chatmail_accounts::probe::ResourceProbe;
+use chatmail_accounts::rules::Resources;
 use chatmail_config::Config;
-use chatmail_net::Listener;
+use chatmail_wire_test::{Spawned, bind_unix};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub const DOMAIN: &str = "example.org";
 
-/// A machine whose load the test sets.
-pub struct FakeProbe(pub Mutex<Resources>);
+/// A machine whose load the test sets; the second field makes measuring
+/// fail with that OS error.
+pub struct FakeProbe(pub Mutex<Resources>, pub Mutex<Option<i32>>);
 
 impl FakeProbe {
     pub fn idle() -> Arc<FakeProbe> {
-        Arc::new(FakeProbe(Mutex::new(Resources {
-            load_1m: 0.1,
-            available_memory: 8 << 30,
-            free_disk: 100 << 30,
-        })))
+        Arc::new(FakeProbe(
+            Mutex::new(Resources {
+                load_1m: 0.1,
+                available_memory: 8 << 30,
+                free_disk: 100 << 30,
+            }),
+            Mutex::new(None),
+        ))
     }
     pub fn set(&self, res: Resources) {
         *self.0.lock().unwrap() = res;
@@ -36,6 +39,9 @@ impl FakeProbe {
 
 impl ResourceProbe for FakeProbe {
     fn probe(&self, _dir: &Path) -> io::Result<Resources> {
+        if let Some(errno) = *self.1.lock().unwrap() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         Ok(*self.0.lock().unwrap())
     }
 }
@@ -45,8 +51,7 @@ pub struct AuthServer {
     pub socket: PathBuf,
     pub config: Arc<Config>,
     pub probe: Arc<FakeProbe>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
+    server: Spawned,
 }
 
 impl AuthServer {
@@ -54,28 +59,23 @@ impl AuthServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(DOMAIN, &dir.path().join("mail"));
         config.nocreate_file = dir.path().join("nocreate");
+        AuthServer::start_with(dir, config).await
+    }
+
+    /// Starts on `config`; `dir` is the temp dir it points into.
+    pub async fn start_with(dir: tempfile::TempDir, config: Config) -> AuthServer {
         let config = Arc::new(config);
-        let socket = dir.path().join("auth.socket");
-        let listener = Listener::bind(&format!("unix:{}", socket.display()).parse().unwrap())
-            .await
-            .unwrap();
+        let (socket, listener) = bind_unix(dir.path(), "auth.socket");
         let probe = FakeProbe::idle();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(chatmail_auth::run_with_probe(
-            listener,
-            config.clone(),
-            probe.clone(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = Spawned::spawn(|stop| {
+            chatmail_auth::run_with_probe(listener, config.clone(), probe.clone(), stop)
+        });
         AuthServer {
             dir,
             socket,
             config,
             probe,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
@@ -94,9 +94,8 @@ impl AuthServer {
         self.config.mailboxes_dir.join(addr)
     }
 
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 

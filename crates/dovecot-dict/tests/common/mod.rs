@@ -2,16 +2,12 @@
 //! [`Handler`] on a Unix socket in a temp directory, and gives byte-exact
 //! client helpers.
 
-use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chatmail_net::Listener;
+use chatmail_wire_test::{Scripted, Served, Serving, Stop};
 use dovecot_dict::{CommitResult, Handler, LookupResult, Op, ServerOptions, Transaction, serve};
-use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Answers from a fixed script and records every commit it is given.
 #[derive(Default)]
@@ -77,63 +73,15 @@ impl Handler for TestHandler {
 }
 
 /// A running server; dropping it (or [`TestServer::shutdown`]) stops it.
-pub struct TestServer {
-    pub path: PathBuf,
-    pub handler: Arc<TestHandler>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
-    _dir: tempfile::TempDir,
-}
+pub type TestServer = Served<TestHandler>;
 
-impl TestServer {
-    pub async fn start() -> TestServer {
-        TestServer::start_with(ServerOptions::default()).await
-    }
+impl Scripted for TestHandler {
+    type Options = ServerOptions;
+    const SOCKET: &'static str = "dict.sock";
+    const HELLO: &'static [u8] = b"H3\t2\t0\t\tpassdb\n";
 
-    pub async fn start_with(options: ServerOptions) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dict.sock");
-        let listener =
-            chatmail_net::Listener::from_unix(tokio::net::UnixListener::bind(&path).unwrap());
-        let handler = Arc::new(TestHandler::default());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, Arc::clone(&handler), options, async move {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            path,
-            handler,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    pub async fn connect(&self) -> UnixStream {
-        UnixStream::connect(&self.path).await.unwrap()
-    }
-
-    /// A connection that has already said HELLO (no user).
-    pub async fn hello(&self) -> UnixStream {
-        let mut c = self.connect().await;
-        c.write_all(b"H3\t2\t0\t\tpassdb\n").await.unwrap();
-        c
-    }
-
-    pub async fn shutdown(mut self) {
-        drop(self.stop.take());
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("server did not stop")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
+    fn serve(listener: Listener, handler: Arc<Self>, opts: ServerOptions, stop: Stop) -> Serving {
+        Box::pin(serve(listener, handler, opts, stop))
     }
 }
 

@@ -1,29 +1,22 @@
 //! Runs `chatmail metadata` (its real `run` entry point) on a temp Unix
-//! socket over a temp mailbox store, with a hand-driven clock and a local
-//! cleartext HTTP/2 (h2c) notification gateway that records POST bodies and
-//! answers scripted statuses.
+//! socket (through the shared harness of `chatmail-wire-test`) over a temp
+//! mailbox store, with a hand-driven clock and the
+//! stand-in notification gateway of `chatmail-push-gateway-stub` (HTTP/2
+//! with prior knowledge or HTTP/1.1) that records POST bodies and answers
+//! scripted statuses.
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::convert::Infallible;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chatmail_config::Config;
 use chatmail_mailbox::Store;
 use chatmail_metadata::{ManualClock, MetadataOptions};
-use chatmail_net::Listener;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use chatmail_wire_test::{Spawned, bind_unix};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixStream};
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::net::UnixStream;
 
 pub const DOMAIN: &str = "example.org";
 pub const GUID: &str = "43f5f508a7ea0366dff30200c15250e3";
@@ -59,155 +52,8 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 // ---------------------------------------------------------------- gateway
 
-#[derive(Default)]
-struct GatewayState {
-    /// Per token: statuses to answer, in order; afterwards 200.
-    script: HashMap<String, VecDeque<u16>>,
-    /// Tokens whose requests wait until released.
-    held: HashSet<String>,
-    /// (body, status) of every answered or held request, in arrival order.
-    seen: Vec<(String, u16)>,
-    connections: usize,
-    versions: HashSet<String>,
-}
-
 /// The stand-in notification gateway.
-pub struct Gateway {
-    pub url: String,
-    state: Arc<Mutex<GatewayState>>,
-    release: watch::Sender<u64>,
-    task: JoinHandle<()>,
-}
-
-impl Gateway {
-    pub async fn start() -> Gateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/notify", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(GatewayState::default()));
-        let (release, _) = watch::channel(0u64);
-        let task = {
-            let state = Arc::clone(&state);
-            let release = release.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        break;
-                    };
-                    state.lock().unwrap().connections += 1;
-                    let state = Arc::clone(&state);
-                    let release = release.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            handle(Arc::clone(&state), release.subscribe(), req)
-                        });
-                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
-        };
-        Gateway {
-            url,
-            state,
-            release,
-            task,
-        }
-    }
-
-    /// Answers the next requests for `token` with `statuses`, then 200.
-    pub fn script(&self, token: &str, statuses: &[u16]) {
-        self.state
-            .lock()
-            .unwrap()
-            .script
-            .entry(token.to_owned())
-            .or_default()
-            .extend(statuses);
-    }
-
-    /// Requests for `token` get no answer until [`Gateway::release`].
-    pub fn hold(&self, token: &str) {
-        self.state.lock().unwrap().held.insert(token.to_owned());
-    }
-
-    /// Lets held requests (and later ones) through.
-    pub fn release(&self, token: &str) {
-        self.state.lock().unwrap().held.remove(token);
-        self.release.send_modify(|n| *n += 1);
-    }
-
-    /// Bodies of all requests so far.
-    pub fn bodies(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .seen
-            .iter()
-            .map(|(b, _)| b.clone())
-            .collect()
-    }
-
-    pub fn count(&self, token: &str) -> usize {
-        self.bodies().iter().filter(|b| *b == token).count()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.state.lock().unwrap().connections
-    }
-
-    pub fn versions(&self) -> HashSet<String> {
-        self.state.lock().unwrap().versions.clone()
-    }
-
-    pub async fn wait_count(&self, token: &str, n: usize) {
-        wait_for(&format!("{n} POSTs of {token}"), || self.count(token) >= n).await;
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn handle(
-    state: Arc<Mutex<GatewayState>>,
-    mut release: watch::Receiver<u64>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let version = format!("{:?}", req.version());
-    let ok = req.method() == hyper::Method::POST && req.uri().path() == "/notify";
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-        .unwrap_or_default();
-    let status = {
-        let mut s = state.lock().unwrap();
-        s.versions.insert(version);
-        let status = if ok {
-            s.script
-                .get_mut(&body)
-                .and_then(VecDeque::pop_front)
-                .unwrap_or(200)
-        } else {
-            404
-        };
-        s.seen.push((body.clone(), status));
-        status
-    };
-    while state.lock().unwrap().held.contains(&body) {
-        if release.changed().await.is_err() {
-            break;
-        }
-    }
-    Ok(Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::new()))
-        .unwrap())
-}
+pub use chatmail_push_gateway_stub::Gateway;
 
 // ---------------------------------------------------------------- server
 
@@ -217,8 +63,7 @@ pub struct Server {
     pub config: Arc<Config>,
     pub clock: ManualClock,
     pub queue_db: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
+    server: Spawned,
 }
 
 /// The directory a test works in; outlives server restarts.
@@ -258,10 +103,21 @@ impl World {
         m.devicetoken.into_iter().collect()
     }
 
+    /// The tokens on disk for `addr`, without their times.
+    pub fn token_names_on_disk(&self, addr: &str) -> Vec<String> {
+        self.tokens_on_disk(addr)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
     /// Options as `run` gets them in production, pointed into the temp dir.
     pub fn options(&self, gateway: &Gateway) -> MetadataOptions {
         let mut options = MetadataOptions::from_config(&self.config);
         options.push_url = gateway.url.clone();
+        // The tests of queueing and multiplexing speak h2c; the HTTP/1.1
+        // ones switch it off.
+        options.push_h2c = true;
         options.appversions_file = self.dir.path().join("appversions.json");
         options.turn.socket_path = self.dir.path().join("turn.socket");
         options.clock = Arc::new(self.clock.clone());
@@ -273,35 +129,35 @@ impl World {
     }
 
     pub async fn start(&self, options: MetadataOptions) -> Server {
-        let socket = self.dir.path().join(format!(
+        let name = format!(
             "metadata-{}.socket",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos()
-        ));
-        let listener = Listener::bind(&format!("unix:{}", socket.display()).parse().unwrap())
-            .await
-            .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
+        );
+        let (socket, listener) = bind_unix(self.dir.path(), &name);
         let queue_db = options.queue_db.clone();
-        let task = tokio::spawn(chatmail_metadata::run(
-            listener,
-            Arc::clone(&self.config),
-            options,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let config = Arc::clone(&self.config);
+        let server = Spawned::spawn(|stop| chatmail_metadata::run(listener, config, options, stop));
         Server {
             socket,
             config: Arc::clone(&self.config),
             clock: self.clock.clone(),
             queue_db,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
+}
+
+/// A world with the account `addr`, a gateway, and the daemon on it with
+/// the options of production ([`World::options`]).
+pub async fn started(addr: &str) -> (World, Gateway, Server) {
+    let world = World::new();
+    world.account(addr);
+    let gateway = Gateway::start().await;
+    let server = world.start(world.options(&gateway)).await;
+    (world, gateway, server)
 }
 
 impl Server {
@@ -323,13 +179,8 @@ impl Server {
         queued(&self.queue_db)
     }
 
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(PATIENCE, self.task.take().unwrap())
-            .await
-            .expect("shutdown took too long")
-            .unwrap()
-            .unwrap();
+    pub async fn shutdown(self) {
+        self.server.shutdown_within(PATIENCE).await;
     }
 }
 

@@ -4,16 +4,13 @@
 
 #![allow(dead_code)]
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chatmail_config::Config;
 use chatmail_mailbox::Store;
 use chatmail_policy::FakeRelativeClock;
+use chatmail_wire_test::{Spawned, bind_unix};
 use tokio::net::UnixStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub const DOMAIN: &str = "example.org";
 
@@ -22,8 +19,7 @@ pub struct Policy {
     pub clock: FakeRelativeClock,
     pub store: Store,
     path: std::path::PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
+    server: Spawned,
     _dir: tempfile::TempDir,
 }
 
@@ -34,25 +30,16 @@ impl Policy {
         std::fs::create_dir(&mailboxes).unwrap();
         let config = Arc::new(Config::for_tests(DOMAIN, &mailboxes));
         let store = Store::from_config(&config);
-        let path = dir.path().join("policy.sock");
-        let listener =
-            chatmail_net::Listener::from_unix(tokio::net::UnixListener::bind(&path).unwrap());
+        let (path, listener) = bind_unix(dir.path(), "policy.sock");
         let clock = FakeRelativeClock::default();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(chatmail_policy::run_with_clock(
-            listener,
-            config,
-            clock.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let server = Spawned::spawn(|stop| {
+            chatmail_policy::run_with_clock(listener, config, clock.clone(), stop)
+        });
         Policy {
             clock,
             store,
             path,
-            stop: Some(stop),
-            task: Some(task),
+            server,
             _dir: dir,
         }
     }
@@ -70,20 +57,8 @@ impl Policy {
             .unwrap();
     }
 
-    pub async fn shutdown(mut self) {
-        drop(self.stop.take());
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("server did not stop")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-impl Drop for Policy {
-    fn drop(&mut self) {
-        drop(self.stop.take());
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 

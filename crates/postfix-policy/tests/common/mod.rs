@@ -4,16 +4,13 @@
 
 #![allow(dead_code)]
 
-use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use chatmail_net::Listener;
+use chatmail_wire_test::{Scripted, Served, Serving, Stop};
 use postfix_policy::{Action, Handler, ReplyCode, Request, ServerOptions, serve};
-use tokio::net::UnixStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub const NO_SUCH_USER: ReplyCode = ReplyCode::constant(550, 1, 1);
 
@@ -50,62 +47,15 @@ impl Handler for TestHandler {
 }
 
 /// A running server; dropping it (or [`TestServer::shutdown`]) stops it.
-pub struct TestServer {
-    pub path: PathBuf,
-    pub handler: Arc<TestHandler>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
-    _dir: tempfile::TempDir,
-}
+pub type TestServer = Served<TestHandler>;
 
-impl TestServer {
-    pub async fn start() -> TestServer {
-        TestServer::start_with(ServerOptions::default()).await
-    }
+impl Scripted for TestHandler {
+    type Options = ServerOptions;
+    const SOCKET: &'static str = "policy.sock";
+    const HELLO: &'static [u8] = b"";
 
-    pub async fn start_with(options: ServerOptions) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("policy.sock");
-        let listener =
-            chatmail_net::Listener::from_unix(tokio::net::UnixListener::bind(&path).unwrap());
-        let handler = Arc::new(TestHandler::default());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, Arc::clone(&handler), options, async move {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            path,
-            handler,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    pub async fn connect(&self) -> UnixStream {
-        UnixStream::connect(&self.path).await.unwrap()
-    }
-
-    /// Asks the server to stop and waits (5 s at most) until it has.
-    pub async fn shutdown(mut self) {
-        drop(self.stop.take());
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("server did not stop")
-            .unwrap()
-            .unwrap();
-    }
-
-    /// Starts stopping without waiting.
-    pub fn begin_shutdown(&mut self) {
-        drop(self.stop.take());
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
+    fn serve(listener: Listener, handler: Arc<Self>, opts: ServerOptions, stop: Stop) -> Serving {
+        Box::pin(serve(listener, handler, opts, stop))
     }
 }
 

@@ -74,6 +74,7 @@ pub fn run_setup(etc: &Path, dry_run: bool) -> (SetupReport, String) {
             domain: DOMAIN.into(),
             etc: Some(etc.to_owned()),
             dry_run,
+            acme: None,
         },
         &mut out,
     )
