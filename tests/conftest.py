@@ -277,10 +277,15 @@ def stop_sandbox(proc, relay):
         proc.kill()
         raise
     assert proc.returncode == 0, (relay.state_dir.parent / "sandbox.out").read_text()
-    # A stopped sandbox's directory (mail, queue, logs: about 200 MB) goes,
-    # unless CHATMAIL_KEEP_SANDBOX asks to keep it for a look.
+    remove_sandbox_dir(relay.state_dir.parent)
+
+
+def remove_sandbox_dir(top):
+    """Removes a stopped sandbox's directory (mail, queue, logs and a copy
+    of the binary: about 240 MB), unless CHATMAIL_KEEP_SANDBOX asks to keep
+    it for a look."""
     if not os.environ.get("CHATMAIL_KEEP_SANDBOX"):
-        shutil.rmtree(relay.state_dir.parent)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 class PushGateway:

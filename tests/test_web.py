@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import CHATMAIL_BIN, free_ports, start_sandbox, stop_sandbox
+from conftest import CHATMAIL_BIN, free_ports, remove_sandbox_dir, start_sandbox, stop_sandbox
 from test_deltachat import Clients, incoming, secure_join
 
 CHROMIUM_FLAGS = [
@@ -589,16 +589,19 @@ def test_an_unreachable_acme_server_stops_the_sandbox_cleanly():
     top = Path(tempfile.mkdtemp(prefix="chatmail-sandbox-", dir="/tmp"))
     top.chmod(0o755)
     dead = free_ports(1)
-    out = subprocess.run(
-        [str(CHATMAIL_BIN), "sandbox", "--state-dir", str(top / "state"),
-         "--port-base", str(base), "--acme-directory", f"https://127.0.0.1:{dead}/dir"],
-        capture_output=True, text=True, timeout=180,
-    )
-    assert out.returncode != 0
-    assert re.search(r"`/usr/bin/certbot certonly .*` failed \(exit status: 1\); see "
-                     + re.escape(str(top / "state/log/certbot.log")), out.stderr), out.stderr
-    assert "Connection refused" in (top / "state/log/certbot.log").read_text()
-    for port in range(base, base + 12):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))  # free again
-    assert not (top / "state/run/nginx.pid").exists()
+    try:
+        out = subprocess.run(
+            [str(CHATMAIL_BIN), "sandbox", "--state-dir", str(top / "state"),
+             "--port-base", str(base), "--acme-directory", f"https://127.0.0.1:{dead}/dir"],
+            capture_output=True, text=True, timeout=180,
+        )
+        assert out.returncode != 0
+        assert re.search(r"`/usr/bin/certbot certonly .*` failed \(exit status: 1\); see "
+                         + re.escape(str(top / "state/log/certbot.log")), out.stderr), out.stderr
+        assert "Connection refused" in (top / "state/log/certbot.log").read_text()
+        for port in range(base, base + 12):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))  # free again
+        assert not (top / "state/run/nginx.pid").exists()
+    finally:
+        remove_sandbox_dir(top)

@@ -178,7 +178,7 @@ fn write_auth_ini(dir: &Path) -> io::Result<PathBuf> {
         &ini,
         format!(
             "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\nnocreate_file = {}\n\
-             max_load_1m = 1000\nmin_available_memory = 0\nmin_free_disk_space = 0\n",
+             max_load_1m = 1000\nmin_available_memory = 0M\nmin_free_disk_space = 0M\n",
             dir.join("mail").display(),
             dir.join("nocreate").display()
         ),
