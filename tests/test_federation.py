@@ -272,3 +272,38 @@ def test_doctor_checks_live_dns(net):
     b = dict((name, status) for status, name in dns_lines(net.b))
     assert b[f"TXT opendkim._domainkey.{B}."] == "OK"
     assert b[f"MX {B}."] == "FAIL" and b[f"TXT _dmarc.{B}."] == "FAIL"
+
+
+def test_signature_of_a_verifies_with_dkimpy(net):
+    """What A's milter signs also verifies with dkimpy, an implementation
+    independent of our signer and of mail-auth (B's verifier), on the bytes
+    as they reached B. B's delivery header cleanup is off for this one
+    message (last in this module, so no other test sees it off)."""
+    etc = net.b.info["postfix_config_dir"]
+
+    def postfix(*args):
+        return subprocess.run(
+            net.b.tool(*args), capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+
+    cleanup = postfix("postconf", "-c", etc, "-h", "lmtp_header_checks").strip()
+    assert cleanup, "B's delivery removes DKIM-Signature"
+    postfix("postconf", "-c", etc, "-e", "lmtp_header_checks=")
+    postfix("postfix", "-c", etc, "reload")
+    try:
+        a_user, b_user = account(net.a), account(net.b)
+        with net.a.submission() as smtp:
+            smtp.login(a_user, PASSWORD)
+            smtp.sendmail(a_user, [b_user], encrypted_message(a_user, b_user))
+        [raw] = net.b.wait_for_messages(b_user, PASSWORD, timeout=60)
+    finally:
+        postfix("postconf", "-c", etc, "-e", f"lmtp_header_checks={cleanup}")
+        postfix("postfix", "-c", etc, "reload")
+    headers = re.sub(rb"\r?\n[ \t]+", b" ", header_block(raw))
+    d_of_a = rb"(?im)^DKIM-Signature:.*\bd=" + re.escape(A.encode()) + rb"(;|\s|$)"
+    assert re.search(d_of_a, headers), headers
+    keys = {f"opendkim._domainkey.{A}.": net.a.info["dkim_txt"]}
+    assert dns_server.verify(raw, keys)
+    # The check can fail: a signed header changed after signing.
+    assert b"\nSubject: [...]\r\n" in raw
+    assert not dns_server.verify(raw.replace(b"\nSubject: [...]", b"\nSubject: [..]", 1), keys)
