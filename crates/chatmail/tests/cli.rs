@@ -1,6 +1,7 @@
 //! The `chatmail` binary as an operator and systemd run it: help texts,
 //! one-line errors for bad configs, socket modes, clean SIGTERM.
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -115,15 +116,27 @@ fn daemons_replace_stale_sockets_use_mode_0660_and_stop_on_sigterm() {
         let mut child = Command::new(EXE)
             .args([daemon, "--config", &ini, "--listen"])
             .arg(format!("unix:{}", path.display()))
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&path).is_err() {
-            assert!(Instant::now() < deadline, "{daemon} did not listen");
-            assert!(child.try_wait().unwrap().is_none(), "{daemon} exited");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Waits for the daemon's own word, not for a connect to succeed: a
+        // process forked by a test running in parallel can hold the stale
+        // listener open until it execs, and a connect then reaches that.
+        let (listening, heard) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(" listening on unix:") {
+                    let _ = listening.send(());
+                }
+            }
+        });
+        assert!(
+            heard.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "{daemon} did not listen"
+        );
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o660, "{daemon}");
