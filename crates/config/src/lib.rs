@@ -54,6 +54,18 @@ const REMOVED_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// What the quota step of expiry shrinks a mailbox to, in percent of
+/// `max_mailbox_size` (docs/design.md, "Expiry"; chatmaild's `expire.py`):
+/// the daily `chatmail expire`, and `chatmail quota-expire` when Dovecot's
+/// 75 % quota warning runs it with the target the snippets render.
+pub const QUOTA_CLEANUP_PERCENT: u64 = 70;
+
+/// [`QUOTA_CLEANUP_PERCENT`] of `max_mailbox_size`, both in bytes.
+pub fn quota_cleanup_target(max_mailbox_size: u64) -> u64 {
+    u64::try_from(u128::from(max_mailbox_size) * u128::from(QUOTA_CLEANUP_PERCENT) / 100)
+        .unwrap_or(u64::MAX)
+}
+
 /// `text` quoted for a message (`{:?}`, so on one line), cut to
 /// [`MAX_SHOWN`] characters with the full length noted.
 pub fn shown(text: &str) -> String {

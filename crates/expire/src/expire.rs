@@ -35,8 +35,7 @@ use crate::scan::{self, MailboxScan, Sub};
 /// Messages strictly larger than this many bytes count as large (chatmaild's `200000`).
 pub const LARGE_MESSAGE_BYTES: u64 = 200_000;
 
-/// The quota step shrinks a mailbox to this share of `max_mailbox_size`, in percent.
-pub const QUOTA_CLEANUP_PERCENT: u64 = 70;
+pub use chatmail_config::QUOTA_CLEANUP_PERCENT;
 
 /// How [`expire`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,10 +209,7 @@ pub fn expire(
         inactive_cutoff: scan::before(now, scan::days(config.delete_inactive_users_after)),
         mails_cutoff: scan::before(now, scan::days(config.delete_mails_after)),
         large_cutoff: scan::before(now, scan::days(config.delete_large_after)),
-        quota_target: u64::try_from(
-            u128::from(config.max_mailbox_size.bytes) * u128::from(QUOTA_CLEANUP_PERCENT) / 100,
-        )
-        .unwrap_or(u64::MAX),
+        quota_target: chatmail_config::quota_cleanup_target(config.max_mailbox_size.bytes),
     };
     let mut summary = ExpireSummary {
         dry_run: !opts.remove,

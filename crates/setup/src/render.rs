@@ -236,7 +236,7 @@ pub fn dovecot_size(bytes: u64) -> String {
 pub fn dovecot_conf(config: &Config, tls: &TlsFiles) -> String {
     let quota = config.max_mailbox_size.bytes;
     // quota-expire trims a mailbox to 70 % of the quota (docs/design.md, "Expiry").
-    let target_mib = quota * 7 / 10 / (1024 * 1024);
+    let target_mib = chatmail_config::quota_cleanup_target(quota) / (1024 * 1024);
     let mut out = format!(
         "# Written by `chatmail setup` for {} from the shipped dovecot/chatmail.conf,\n\
          # with the values of /etc/chatmail/chatmail.ini: run it again after changing\n\
@@ -277,7 +277,7 @@ fn set_values(out: &mut String, text: &str, value_of: impl Fn(&str) -> Option<St
 /// relay's certificate.
 pub fn dovecot_24_conf(config: &Config, tls: &TlsFiles) -> String {
     let quota = config.max_mailbox_size.bytes;
-    let target_mib = quota * 7 / 10 / (1024 * 1024);
+    let target_mib = chatmail_config::quota_cleanup_target(quota) / (1024 * 1024);
     let mut out = format!(
         "# Written by `chatmail setup` for {} from the shipped dovecot/2.4/chatmail.conf,\n\
          # with the values of /etc/chatmail/chatmail.ini: run it again after changing\n\

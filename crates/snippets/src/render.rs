@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use chatmail_config::Config;
+use chatmail_config::{Config, quota_cleanup_target};
 
 use crate::dialect::Dialect;
 
@@ -77,7 +77,7 @@ fn dovecot_23_sandbox_conf(
         imaps = ports.imaps,
         quota_kib = max_mailbox_size / 1024,
         max_mail_kib = max_message_size.div_ceil(1024),
-        target_mib = max_mailbox_size * 7 / 10 / (1024 * 1024),
+        target_mib = quota_cleanup_target(max_mailbox_size) / (1024 * 1024),
     )
 }
 
@@ -128,7 +128,7 @@ fn dovecot_24_sandbox_conf(
         imaps = ports.imaps,
         quota_kib = max_mailbox_size / 1024,
         max_mail_kib = max_message_size.div_ceil(1024),
-        target_mib = max_mailbox_size * 7 / 10 / (1024 * 1024),
+        target_mib = quota_cleanup_target(max_mailbox_size) / (1024 * 1024),
     )
 }
 
