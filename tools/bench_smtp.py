@@ -62,6 +62,11 @@ def rand_localpart() -> str:
     return "".join(random.choice(ALNUM) for _ in range(9))
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is 0 (a row that delivered nothing)."""
+    return a / b if b else float("nan")
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -355,23 +360,23 @@ def main() -> None:
         print()
         for conns in (1, n):
             w, wo = results[("with", conns)], results[("without", conns)]
-            ratio = w["rate"] / wo["rate"] if wo["rate"] else float("nan")
+            rate = ratio(w["rate"], wo["rate"])
             print(
                 f"{conns:>3} conns: {w['rate']:.1f} / {wo['rate']:.1f} msgs/s, "
-                f"ratio {ratio:.2f} (target >= 0.8); milter+policy add "
+                f"ratio {rate:.2f} (target >= 0.8); milter+policy add "
                 f"{(pct(w['lat'], 50) - pct(wo['lat'], 50)) * 1000:.1f} ms to the median DATA->250"
             )
-            sub = w["submit_rate"] / wo["submit_rate"] if wo["submit_rate"] else float("nan")
+            sub = ratio(w["submit_rate"], wo["submit_rate"])
             print(
                 f"           submission alone (accepted while sending): {w['submit_rate']:.1f} / "
                 f"{wo['submit_rate']:.1f} msgs/s, ratio {sub:.2f}"
             )
         for conns in (1, n):
             w, off = results[("with", conns)], results[("nometrics", conns)]
-            ratio = w["rate"] / off["rate"] if off["rate"] else float("nan")
+            rate = ratio(w["rate"], off["rate"])
             print(
                 f"{conns:>3} conns: metrics on / off {w['rate']:.1f} / {off['rate']:.1f} msgs/s, "
-                f"ratio {ratio:.3f} (target >= 0.98); DATA->250 p50 "
+                f"ratio {rate:.3f} (target >= 0.98); DATA->250 p50 "
                 f"{pct(w['lat'], 50) * 1000:.2f} / {pct(off['lat'], 50) * 1000:.2f} ms"
             )
         for name, pid in pids.items():
