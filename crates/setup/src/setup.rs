@@ -394,24 +394,23 @@ fn plan_postfix(
         0o644,
         Some("postfix"),
     )?;
-    plan.add(
-        "/etc/postfix/chatmail-login-map",
-        shipped::POSTFIX_LOGIN_MAP.into(),
-        0o644,
-        Some("postfix"),
-    )?;
-    plan.add(
-        "/etc/postfix/chatmail-submission-header-cleanup",
-        shipped::POSTFIX_HEADER_CLEANUP.into(),
-        0o644,
-        Some("postfix"),
-    )?;
-    plan.add(
-        "/etc/postfix/chatmail-lmtp-header-cleanup",
-        shipped::POSTFIX_LMTP_HEADER_CLEANUP.into(),
-        0o644,
-        Some("postfix"),
-    )
+    for (path, map) in [
+        (
+            "/etc/postfix/chatmail-login-map",
+            shipped::POSTFIX_LOGIN_MAP,
+        ),
+        (
+            "/etc/postfix/chatmail-submission-header-cleanup",
+            shipped::POSTFIX_HEADER_CLEANUP,
+        ),
+        (
+            "/etc/postfix/chatmail-lmtp-header-cleanup",
+            shipped::POSTFIX_LMTP_HEADER_CLEANUP,
+        ),
+    ] {
+        plan.add(path, map.into(), 0o644, Some("postfix"))?;
+    }
+    Ok(())
 }
 
 /// Dovecot: the include in `dovecot.conf`, system auth off, the chatmail
