@@ -105,6 +105,10 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     };
     let report = chatmail_setup::setup(&options, &mut std::io::stdout().lock())?;
     print!("{report}");
+    anyhow::ensure!(
+        report.failures.is_empty(),
+        "the relay is not complete; fix the causes above and run setup again"
+    );
     Ok(())
 }
 

@@ -567,7 +567,9 @@ async fn attempt(ctx: Arc<Ctx>, item: Item) -> i64 {
     chatmail_metrics::metadata().waited(ctx.clock.now() - item.start_ts);
     let outcome = match &answer {
         Answer::Delivered => {
-            tracing::debug!(token = %tag, "push notification delivered");
+            // One line per push, as the milter logs one per message: how an
+            // operator sees that a phone was woken.
+            tracing::info!(addr = %item.addr, token = %tag, "push notification delivered");
             Outcome::Done
         }
         Answer::Gone => {

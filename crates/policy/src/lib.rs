@@ -183,16 +183,18 @@ where
         };
         chatmail_metrics::policy().answered(state, &action);
         let field = |v: Option<&str>| v.unwrap_or("").to_owned();
+        // As Postfix wrote it (`RCPT`), not as the enum's debug form.
+        let state_name = field(req.get("protocol_state"));
         if action.is_dunno() {
             tracing::debug!(
-                state = ?state,
+                state = state_name,
                 sender = field(req.sender()),
                 recipient = field(req.recipient()),
                 "DUNNO"
             );
         } else {
             tracing::info!(
-                state = ?state,
+                state = state_name,
                 sasl_username = field(req.sasl_username()),
                 sender = field(req.sender()),
                 recipient = field(req.recipient()),

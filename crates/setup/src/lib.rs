@@ -15,6 +15,7 @@ pub mod dns;
 pub mod doctor;
 pub mod files;
 pub mod render;
+pub mod services;
 pub mod setup;
 pub mod web;
 

@@ -15,6 +15,7 @@ use chatmail_snippets::files as shipped;
 
 use crate::files::{self, Roots};
 use crate::render::{self, TlsFiles};
+use crate::services::{self, Fingerprints, Reader};
 
 /// The units `setup` enables, in start order: the daemons' (before the MTAs
 /// that connect to them), then the timers of the periodic jobs.
@@ -137,6 +138,9 @@ pub struct SetupReport {
     pub commands: Vec<String>,
     /// True when nothing was changed because of `--dry-run`.
     pub dry_run: bool,
+    /// The steps that failed, each with its cause: the relay is complete
+    /// only when this is empty.
+    pub failures: Vec<String>,
 }
 
 impl SetupReport {
@@ -168,7 +172,7 @@ impl fmt::Display for SetupReport {
             writeln!(f, "a self-signed certificate {would}created")?;
         }
         if self.unchanged() {
-            writeln!(f, "configuration unchanged")
+            writeln!(f, "configuration unchanged")?;
         } else {
             let n = self
                 .files
@@ -179,8 +183,19 @@ impl fmt::Display for SetupReport {
                 f,
                 "{n} file(s) {}changed",
                 if self.dry_run { "would be " } else { "" }
-            )
+            )?;
         }
+        if !self.failures.is_empty() {
+            writeln!(
+                f,
+                "setup is incomplete: {} step(s) failed:",
+                self.failures.len()
+            )?;
+            for why in &self.failures {
+                writeln!(f, "  {why}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -281,7 +296,8 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
         roots: &roots,
         files: Vec::new(),
     };
-    plan.add(INI_NAME, ini_new, 0o644, None)?;
+    plan.add(INI_NAME, ini_new, 0o644, Some("chatmail"))?;
+    plan_unit_dropins(&mut plan, &config)?;
     plan_postfix(&mut plan, &config, &tls_written)?;
     plan_dovecot(&mut plan, &config, &tls_written)?;
     plan_web(&mut plan, &config, &tls_written, opts.etc.is_some())?;
@@ -300,11 +316,115 @@ pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, Se
 
     let systemd = opts.etc.is_none() && !opts.dry_run && Path::new("/run/systemd/system").exists();
     let units = units_to_enable(systemd, out)?;
-    let commands = service_commands(&units, &done.reload, out)?;
-    run_or_show(&commands, systemd, out)?;
-    done.report.commands = commands;
+    let fingerprints = fingerprints(&plan.files, &roots, &config, &tls);
+    let fcgiwrap = fcgiwrap_installed(&fingerprints, out)?;
+    let steps = if systemd {
+        services::plan(
+            &units,
+            &fingerprints,
+            fcgiwrap,
+            &services::applied_in(&roots.root),
+        )
+    } else {
+        // Nothing was applied by us: a service must re-read what this run
+        // changed.
+        let changed: Vec<Reader> = done
+            .reload
+            .iter()
+            .filter_map(|o| Reader::of_owner(o))
+            .collect();
+        let unchanged = |unit: &str| {
+            let readers = services::readers_of(unit);
+            (!readers.iter().any(|r| changed.contains(r))).then(|| fingerprints.of(unit))
+        };
+        services::plan(&units, &fingerprints, fcgiwrap, &unchanged)
+    };
+    if systemd {
+        done.report.failures = services::run(&steps, &roots.root, out);
+    } else {
+        for s in &steps {
+            wln(out, format_args!("to run: {}", s.command))?;
+        }
+    }
+    done.report.commands = steps.into_iter().map(|s| s.command).collect();
     acme_certificate(opts, &config, &tls, systemd, &mut done.report, out)?;
     Ok(done.report)
+}
+
+/// The fingerprint of each service's configuration: the files planned for
+/// it, and the certificate and keys it reads.
+fn fingerprints(plan: &[Planned], roots: &Roots, config: &Config, tls: &TlsFiles) -> Fingerprints {
+    let mut f = Fingerprints::default();
+    for p in plan {
+        if let Some(reader) = p.owner.and_then(Reader::of_owner) {
+            f.add(reader, &p.path, p.new.as_bytes());
+        }
+    }
+    let mut tls_readers = vec![Reader::Postfix, Reader::Dovecot];
+    if f.has(Reader::Nginx) {
+        tls_readers.push(Reader::Nginx);
+    }
+    for path in [&tls.cert, &tls.key] {
+        f.add_file(&tls_readers, &roots.host(path));
+    }
+    f.add_file(&[Reader::Milter], &roots.host(&config.dkim_key_file));
+    f
+}
+
+/// Whether fcgiwrap can serve `/new`, when nginx is managed (with a warning
+/// when it cannot).
+fn fcgiwrap_installed(f: &Fingerprints, out: &mut dyn Write) -> Result<bool, SetupError> {
+    if !f.has(Reader::Nginx) {
+        return Ok(false);
+    }
+    let installed = Path::new("/usr/sbin/fcgiwrap").exists();
+    if !installed {
+        wln(
+            out,
+            format_args!(
+                "warning: fcgiwrap is not installed, so /new cannot hand out accounts: apt-get install fcgiwrap"
+            ),
+        )?;
+    }
+    Ok(installed)
+}
+
+/// The units that write into `mailboxes_dir`: systemd lets them write only
+/// there (`ReadWritePaths=`), and the shipped units name the default.
+const MAILBOX_WRITERS: &[&str] = &[
+    "chatmail-auth.service",
+    "chatmail-lastlogin.service",
+    "chatmail-metadata.service",
+    "chatmail-expire.service",
+];
+
+/// A drop-in for each unit that writes mailboxes, naming `mailboxes_dir`
+/// of `chatmail.ini`, wherever the operator put it.
+fn plan_unit_dropins(plan: &mut Plan, config: &Config) -> Result<(), SetupError> {
+    let dir = config.mailboxes_dir.display().to_string();
+    if dir.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        return Err(SetupError::Config {
+            path: plan.roots.host(Path::new(INI_NAME)),
+            source: ConfigError::Invalid {
+                key: "mailboxes_dir".into(),
+                value: dir.clone(),
+                reason: "a path with white space, quotes or backslashes cannot be given to systemd"
+                    .into(),
+            },
+        });
+    }
+    for unit in MAILBOX_WRITERS {
+        plan.add(
+            &format!("/etc/systemd/system/{unit}.d/chatmail-mailboxes.conf"),
+            format!(
+                "# Written by `chatmail setup` from mailboxes_dir in {INI_NAME}.\n\
+                 [Service]\nReadWritePaths=-{dir}\n"
+            ),
+            0o644,
+            Some("chatmail"),
+        )?;
+    }
+    Ok(())
 }
 
 /// Stops early when Postfix or Dovecot is not installed: `setup` merges
@@ -643,57 +763,6 @@ fn units_to_enable(systemd: bool, out: &mut dyn Write) -> Result<Vec<&'static st
     Ok(units)
 }
 
-/// The `systemctl` commands: enable `units`, and restart or reload each
-/// service in `reload`.
-fn service_commands(
-    units: &[&str],
-    reload: &[&str],
-    out: &mut dyn Write,
-) -> Result<Vec<String>, SetupError> {
-    let mut commands = Vec::new();
-    if !units.is_empty() {
-        commands.push(format!("systemctl enable --now {}", units.join(" ")));
-    }
-    // Dovecot re-creates its listeners only on a restart; Postfix re-reads
-    // master.cf on reload.
-    if reload.contains(&"dovecot") {
-        commands.push("systemctl restart dovecot".into());
-    }
-    if reload.contains(&"postfix") {
-        commands.push("systemctl reload-or-restart postfix".into());
-    }
-    if reload.contains(&"nginx") {
-        if Path::new("/usr/sbin/fcgiwrap").exists() {
-            commands.push("systemctl enable --now fcgiwrap.socket".into());
-        } else {
-            wln(
-                out,
-                format_args!(
-                    "warning: fcgiwrap is not installed, so /new cannot hand out accounts: apt-get install fcgiwrap"
-                ),
-            )?;
-        }
-        commands.push("systemctl reload-or-restart nginx".into());
-    }
-    if reload.contains(&"chatmail-milter") && units.contains(&"chatmail-milter.service") {
-        commands.push("systemctl restart chatmail-milter".into());
-    }
-    Ok(commands)
-}
-
-/// Runs `commands` under systemd; otherwise prints them for the operator.
-fn run_or_show(commands: &[String], systemd: bool, out: &mut dyn Write) -> Result<(), SetupError> {
-    for c in commands {
-        if systemd {
-            wln(out, format_args!("running {c}"))?;
-            run(c)?;
-        } else {
-            wln(out, format_args!("to run: {c}"))?;
-        }
-    }
-    Ok(())
-}
-
 /// With `--acme`, a certificate from the CA (docs/web.md), unless the
 /// config rules one out.
 fn acme_certificate(
@@ -862,13 +931,6 @@ fn ensure_mailboxes_dir(dir: &Path, out: &mut dyn Write) -> Result<(), SetupErro
         source: e.into(),
     })?;
     wln(out, format_args!("created {} (owner vmail)", dir.display()))
-}
-
-fn run(command_line: &str) -> Result<(), SetupError> {
-    let mut words = command_line.split_whitespace();
-    let mut cmd = Command::new(words.next().unwrap_or_default());
-    cmd.args(words);
-    run_command(&mut cmd, command_line)
 }
 
 fn run_command(cmd: &mut Command, shown: &str) -> Result<(), SetupError> {

@@ -105,10 +105,19 @@ fn applies_the_snippets() {
     assert!(etc.join("ssl/certs/chatmail.pem").exists());
     // --etc never touches systemd: the commands are printed.
     assert!(
-        out.contains("to run: systemctl enable --now chatmail-auth.service"),
+        out.contains("to run: systemctl enable chatmail-auth.service"),
         "{out}"
     );
     assert!(out.contains("to run: systemctl restart dovecot"), "{out}");
+    // The units that write mailboxes may write where chatmail.ini says.
+    let dropin = fs::read_to_string(
+        etc.join("systemd/system/chatmail-auth.service.d/chatmail-mailboxes.conf"),
+    )
+    .unwrap();
+    assert!(
+        dropin.ends_with("[Service]\nReadWritePaths=-/home/vmail/mail/chat.example.org\n"),
+        "{dropin}"
+    );
 }
 
 #[test]
