@@ -34,9 +34,10 @@ OK_CHECKS = {
 LINE = re.compile(r"^(OK|FAIL|INFO) ([^:]+): (.*)$")
 
 
-def run_doctor(relay, postfix_config_dir=None):
+def run_doctor(relay, postfix_config_dir=None, extra=(), env=None, stderr=None):
     """Runs doctor pointed at the sandbox's files and sockets; returns
-    (exit code, {check name: (status, detail)}, output)."""
+    (exit code, {check name: (status, detail)}, output). With `stderr` a
+    list, doctor's stderr is appended to it."""
     info = relay.info
     args = [
         str(CHATMAIL_BIN),
@@ -47,11 +48,14 @@ def run_doctor(relay, postfix_config_dir=None):
         str(postfix_config_dir or info["postfix_config_dir"]),
         "--dovecot-config",
         info["dovecot_config"],
+        *extra,
     ]
     for daemon, path in info["sockets"].items():
         args += ["--socket", f"{daemon}={path}"]
     # Generous: a hung check shows up as TimeoutExpired, not a slow test.
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    if stderr is not None:
+        stderr.append(out.stderr)
     checks = {}
     for line in out.stdout.splitlines():
         m = LINE.match(line)
@@ -144,3 +148,61 @@ def test_a_wrong_socket_in_postfix_is_named(relay, tmp_path, setting, value, che
     # The daemons themselves are fine.
     assert checks["socket milter"][0] == "OK", output
     assert checks["socket policy"][0] == "OK", output
+
+
+WEB_CHECKS = {"web home", "web autoconfig", "web new", "web www", "web mta-sts"}
+
+
+def test_a_self_signed_relay_passes_only_with_its_certificate_given(relay, tmp_path):
+    """The sandbox's certificate is self-signed, as setup's is before
+    `--acme`: no client trusts it, so every page fails against the system's
+    CAs, even when this machine's bundle holds it; given as `--ca-file`, it
+    passes on every name (an end-entity certificate for the domain,
+    `mta-sts.` and `www.`). Doctor prints its report and nothing else."""
+    info = relay.info
+    cert = info["tls_cert"]
+    web = ["--https-address", f"127.0.0.1:{info['https_port']}"]
+    env = dict(os.environ)
+    env.pop("RUST_LOG", None)
+    env.pop("SSL_CERT_FILE", None)
+    errors = []
+
+    code, checks, output = run_doctor(relay, extra=web, env=env, stderr=errors)
+    assert code == 1, output
+    assert {n for n, (s, _) in checks.items() if s == "FAIL"} == WEB_CHECKS, output
+    for name in WEB_CHECKS:
+        assert "invalid peer certificate: UnknownIssuer" in checks[name][1], output
+    assert "web trust" not in checks, output
+
+    # A bundle that holds the relay's certificate, as a platform verifier
+    # reading every PEM of /etc/ssl/certs would: still untrusted.
+    bundle = tmp_path / "bundle.crt"
+    system = open("/etc/ssl/certs/ca-certificates.crt").read()
+    bundle.write_text(system + open(cert).read())
+    code, checks, output = run_doctor(
+        relay, extra=web, env=dict(env, SSL_CERT_FILE=str(bundle)), stderr=errors
+    )
+    assert code == 1, output
+    assert {n for n, (s, _) in checks.items() if s == "FAIL"} == WEB_CHECKS, output
+    status, detail = checks["web trust"]
+    assert status == "INFO" and detail.startswith(f"{bundle} holds 1 of the relay's own"), output
+
+    code, checks, output = run_doctor(
+        relay, extra=[*web, "--ca-file", cert], env=env, stderr=errors
+    )
+    assert code == 0, output
+    base = f"https://{relay.domain}:{info['https_port']}"
+    assert {n: v for n, v in checks.items() if n.startswith("web ")} == {
+        "web home": ("OK", f"{base}/ answers 200"),
+        "web autoconfig": ("OK", f"{base}/.well-known/autoconfig/mail/config-v1.1.xml answers 200"),
+        "web new": ("OK", f"{base}/new answers 302"),
+        "web www": ("OK", f"https://www.{relay.domain}:{info['https_port']}/ answers 301"),
+        "web mta-sts": (
+            "OK",
+            f"https://mta-sts.{relay.domain}:{info['https_port']}/.well-known/mta-sts.txt"
+            " answers 200",
+        ),
+    }, output
+    # Not one line of the libraries' logs (rustls's "failed to verify TLS
+    # certificate") on stderr; the failing runs exit 1 with no message.
+    assert errors == [""] * 3, errors

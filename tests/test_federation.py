@@ -268,7 +268,8 @@ def test_doctor_checks_live_dns(net):
         return re.findall(r"^(OK|FAIL) dns (\S+ \S+?):", out, re.M)
 
     a = dns_lines(net.a)
-    assert len(a) == 11 and all(status == "OK" for status, _ in a), a
+    assert len(a) == 12 and all(status == "OK" for status, _ in a), a
+    assert ("OK", f"CNAME www.{A}.") in a, "setup --acme asks the CA for www. too"
     b = dict((name, status) for status, name in dns_lines(net.b))
     assert b[f"TXT opendkim._domainkey.{B}."] == "OK"
     assert b[f"MX {B}."] == "FAIL" and b[f"TXT _dmarc.{B}."] == "FAIL"

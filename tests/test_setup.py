@@ -558,6 +558,33 @@ def test_setup_applies_everything_on_the_first_run(setup_tree):
     assert "configuration unchanged" not in out
 
 
+def test_the_self_signed_certificate_is_a_server_certificate_for_every_name(setup_tree):
+    """Not a CA (webpki refuses a CA certificate as a server's, even as its
+    own trust anchor), and valid for each name nginx serves and `--acme`
+    would ask for: given as the only trust anchor, it verifies on each."""
+    cert = str(setup_tree.etc / "ssl/certs/chatmail.pem")
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext",
+         "subjectAltName,basicConstraints,keyUsage,extendedKeyUsage", "-in", cert],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout
+    names = [DOMAIN, f"mta-sts.{DOMAIN}", f"www.{DOMAIN}"]
+    assert "Subject Alternative Name: \n    " + ", ".join(f"DNS:{n}" for n in names) in text, text
+    assert "Basic Constraints: critical\n    CA:FALSE\n" in text, text
+    assert "Key Usage: critical\n    Digital Signature\n" in text, text
+    assert "Extended Key Usage: \n    TLS Web Server Authentication" in text, text
+
+    def verify(name):
+        return subprocess.run(
+            ["openssl", "verify", "-CAfile", cert, "-purpose", "sslserver",
+             "-verify_hostname", name, cert],
+            capture_output=True, timeout=30,
+        ).returncode == 0
+
+    assert all(verify(n) for n in names)
+    assert not verify(f"other.{DOMAIN}")
+
+
 def test_a_second_setup_run_changes_nothing(setup_tree):
     t = setup_tree
     changed = {

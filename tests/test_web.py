@@ -478,6 +478,8 @@ def doctor(relay, *extra):
         args += ["--socket", f"{daemon}={path}"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60,
                          env=relay.tool_env())
+    # The report and nothing else, pass or fail.
+    assert out.stderr == "", out.stderr
     lines = dict(
         (m.group(2), (m.group(1), m.group(3)))
         for m in (re.match(r"^(OK|FAIL|INFO) ([^:]+): (.*)$", l) for l in out.stdout.splitlines())
@@ -502,6 +504,7 @@ def test_doctor_checks_the_pages_and_their_certificate(acme):
             "OK", f"https://{relay.domain}:{port}/.well-known/autoconfig/mail/config-v1.1.xml"
             " answers 200"),
         "web new": ("OK", f"https://{relay.domain}:{port}/new answers 302"),
+        "web www": ("OK", f"https://www.{relay.domain}:{port}/ answers 301"),
         "web mta-sts": (
             "OK", f"https://mta-sts.{relay.domain}:{port}/.well-known/mta-sts.txt answers 200"),
     }, output
@@ -526,7 +529,7 @@ def test_doctor_checks_the_pages_and_their_certificate(acme):
     # Without pebble's root the certificate is not trusted: every page fails.
     code, checks, output = doctor(relay)
     assert code == 1, output
-    for name in ("web home", "web autoconfig", "web new", "web mta-sts"):
+    for name in ("web home", "web autoconfig", "web new", "web www", "web mta-sts"):
         status, detail = checks[name]
         assert status == "FAIL" and "certificate" in detail.lower(), output
 

@@ -178,7 +178,10 @@ pub struct DoctorArgs {
     /// when the nginx server block is installed).
     #[arg(long, value_name = "IP:PORT")]
     pub https_address: Option<std::net::SocketAddr>,
-    /// Trust this CA certificate (PEM) too when checking the web front.
+    /// Trust the certificates of this PEM file too when checking the web
+    /// front (a test CA, or a self-signed relay's own certificate); the
+    /// others are the system's CA bundle (SSL_CERT_FILE, else
+    /// /etc/ssl/certs/ca-certificates.crt) minus the relay's own files.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// certbot's configuration directory (default /etc/letsencrypt), for

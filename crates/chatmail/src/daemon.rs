@@ -11,11 +11,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::DaemonArgs;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Under systemd
-/// (`JOURNAL_STREAM` set) journald adds timestamps, so we print none and no
-/// colours.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr, filtered by `RUST_LOG` (default: `default`, a filter
+/// such as `info`). Under systemd (`JOURNAL_STREAM` set) journald adds
+/// timestamps, so we print none and no colours.
+pub fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

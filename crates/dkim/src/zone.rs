@@ -1,7 +1,7 @@
 //! The DNS records a chatmail relay needs, as a zone fragment an operator
 //! pastes (`chatmail dns`) and as the list `chatmail doctor` compares the
-//! live DNS against: address, MX, SPF, DMARC, DKIM, MTA-STS and the SRV
-//! records Delta Chat's autoconfiguration tries.
+//! live DNS against: address, MX, SPF, DMARC, DKIM, MTA-STS, the `www.`
+//! alias and the SRV records Delta Chat's autoconfiguration tries.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -115,6 +115,9 @@ pub fn records(input: &ZoneInput<'_>) -> Vec<Record> {
         format!("v=STSv1; id={}", input.mta_sts_id),
     ));
     out.push(rec(format!("mta-sts.{d}"), RType::Cname, d.clone()));
+    // nginx serves www. (a redirect) and `setup --acme` asks the CA for it:
+    // without it, HTTP-01 fails for the whole certificate.
+    out.push(rec(format!("www.{d}"), RType::Cname, d.clone()));
     for (service, port) in [
         ("_submission._tcp", 587),
         ("_submissions._tcp", 465),
@@ -184,5 +187,34 @@ mod tests {
         )));
         assert!(f.contains("mta-sts.chat.example."));
         assert!(!f.contains("IN AAAA"));
+    }
+
+    /// Every name `setup --acme` asks the CA for resolves through the
+    /// printed zone: `mta-sts.` and `www.` alias the domain.
+    #[test]
+    fn every_certificate_name_is_in_the_zone() {
+        let input = ZoneInput {
+            domain: "chat.example",
+            ipv4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            ipv6: Some("2001:db8::1".parse().unwrap()),
+            selector: "opendkim",
+            dkim_txt: None,
+            mta_sts_id: "1",
+        };
+        let f = fragment(&input);
+        for prefix in ["mta-sts", "www"] {
+            let line = format!(
+                "{:<40} 3600 IN CNAME chat.example.\n",
+                format!("{prefix}.chat.example.")
+            );
+            assert!(f.contains(&line), "{f}");
+        }
+        let aliases: Vec<String> = records(&input)
+            .into_iter()
+            .filter(|r| r.rtype == RType::Cname)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(aliases, ["mta-sts.chat.example.", "www.chat.example."]);
+        assert!(f.contains("chat.example.                            3600 IN AAAA  2001:db8::1\n"));
     }
 }

@@ -159,33 +159,52 @@ pub fn relocate(text: &str, state: &Path, exe: &Path) -> String {
         )
 }
 
+/// The names the relay's certificate covers: the domain, `mta-sts.` and
+/// `www.` (the names nginx serves and `setup --acme` asks certbot for), as
+/// `subjectAltName` entries; an IPv4 relay has its address only.
+pub fn certificate_names(domain: &str) -> Vec<String> {
+    match domain.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => vec![format!("IP:{ip}")],
+        Err(_) => ["", "mta-sts.", "www."]
+            .iter()
+            .map(|prefix| format!("DNS:{prefix}{domain}"))
+            .collect(),
+    }
+}
+
 /// The `openssl` command that makes the relay's self-signed certificate
-/// (chatmaild's self-signed mode: P-256, ten years, the domain as CN and
-/// subject alternative name, plus `extra_san` such as `IP:127.0.0.1`).
+/// (chatmaild's self-signed mode: P-256, ten years, the domain as CN),
+/// an end-entity certificate for a TLS server: not a CA, for digital
+/// signatures and server authentication only, valid for
+/// [`certificate_names`] plus `extra_san` such as `IP:127.0.0.1` (ignored
+/// for an IPv4 relay). A client that is given it as its trust anchor (`curl
+/// --cacert`, `chatmail doctor --ca-file`, Python's `ssl`) accepts it on
+/// each of those names; webpki refuses a CA certificate as a server's.
 pub fn self_signed_cert_command(
     domain: &str,
     extra_san: Option<&str>,
     key: &Path,
     cert: &Path,
 ) -> std::process::Command {
-    let mut san = match domain.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) => format!("subjectAltName=IP:{ip}"),
-        Err(_) => format!("subjectAltName=DNS:{domain}"),
-    };
+    let mut names = certificate_names(domain);
     if let Some(extra) = extra_san.filter(|_| domain.parse::<std::net::Ipv4Addr>().is_err()) {
-        san = format!("{san},{extra}");
+        names.push(extra.to_owned());
     }
     let mut cmd = std::process::Command::new("openssl");
     cmd.args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
         .arg("ec_paramgen_curve:prime256v1")
         .args(["-nodes", "-days", "3650", "-subj"])
-        .arg(format!("/CN={domain}"))
-        .arg("-addext")
-        .arg(san)
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert);
+        .arg(format!("/CN={domain}"));
+    // -addext replaces openssl.cnf's v3_ca basicConstraints (CA:TRUE).
+    for ext in [
+        format!("subjectAltName={}", names.join(",")),
+        "basicConstraints=critical,CA:FALSE".to_owned(),
+        "keyUsage=critical,digitalSignature".to_owned(),
+        "extendedKeyUsage=serverAuth".to_owned(),
+    ] {
+        cmd.arg("-addext").arg(ext);
+    }
+    cmd.arg("-keyout").arg(key).arg("-out").arg(cert);
     cmd
 }
 
@@ -622,6 +641,90 @@ mod tests {
             100 * 1024 * 1024,
             1000,
         )
+    }
+
+    /// The certificate openssl makes: an end-entity certificate for a TLS
+    /// server on every name of the relay, which openssl itself verifies
+    /// with the certificate as its only trust anchor.
+    #[test]
+    fn self_signed_certificate_is_a_server_certificate_for_every_name() {
+        let dir = std::env::temp_dir().join(format!("chatmail-cert-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str], cert: &Path| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .arg(cert)
+                .output()
+                .expect("openssl");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        for (domain, extra, names) in [
+            (
+                "chat.example.org",
+                None,
+                "DNS:chat.example.org, DNS:mta-sts.chat.example.org, DNS:www.chat.example.org\n",
+            ),
+            (
+                "chat.localhost",
+                Some("IP:127.0.0.1"),
+                "DNS:chat.localhost, DNS:mta-sts.chat.localhost, DNS:www.chat.localhost, \
+                 IP Address:127.0.0.1\n",
+            ),
+            ("192.0.2.1", Some("IP:127.0.0.1"), "IP Address:192.0.2.1\n"),
+        ] {
+            let (cert, key) = (dir.join(format!("{domain}.pem")), dir.join("key.pem"));
+            let out = self_signed_cert_command(domain, extra, &key, &cert)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let (ok, text) = openssl(
+                &[
+                    "x509",
+                    "-noout",
+                    "-ext",
+                    "subjectAltName,basicConstraints,keyUsage,extendedKeyUsage",
+                    "-in",
+                ],
+                &cert,
+            );
+            assert!(ok, "{text}");
+            assert!(
+                text.contains(&format!("Subject Alternative Name: \n    {names}")),
+                "{text}"
+            );
+            assert!(
+                text.contains("Basic Constraints: critical\n    CA:FALSE\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("Key Usage: critical\n    Digital Signature\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("Extended Key Usage: \n    TLS Web Server Authentication"),
+                "{text}"
+            );
+            let ca = format!("{}", cert.display());
+            let check = |name: &str| {
+                let mut args = vec!["verify", "-CAfile", &ca, "-purpose", "sslserver"];
+                let flag = if name.parse::<std::net::Ipv4Addr>().is_ok() {
+                    "-verify_ip"
+                } else {
+                    "-verify_hostname"
+                };
+                args.extend([flag, name]);
+                openssl(&args, &cert).0
+            };
+            for name in certificate_names(domain) {
+                let name = name.split_once(':').unwrap().1.to_owned();
+                assert!(check(&name), "{domain}: {name}");
+            }
+            assert!(!check(&format!("other.{domain}")), "{domain}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

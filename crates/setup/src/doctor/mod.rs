@@ -305,9 +305,11 @@ pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
 
     let certs = wiring::certificates(opts, dovecot_cert);
     let postfix_cert = certs[0].clone();
-    for cert in certs {
-        checks.push(host::check_certificate(&opts.roots, &cert, opts.cert_margin_days).await);
+    for cert in &certs {
+        checks.push(host::check_certificate(&opts.roots, cert, opts.cert_margin_days).await);
     }
+    // What the relay serves is never a root the web checks trust.
+    let own_certs: Vec<PathBuf> = certs.iter().map(|c| opts.roots.host(c)).collect();
     checks.extend(crate::web::certbot_checks(
         &opts.roots,
         &opts.web,
@@ -315,7 +317,7 @@ pub async fn doctor(opts: &DoctorOptions) -> DoctorReport {
     ));
 
     if let Some(config) = &config {
-        checks.extend(crate::web::web_checks(config, &opts.roots, &opts.web).await);
+        checks.extend(crate::web::web_checks(config, &opts.roots, &opts.web, &own_certs).await);
         checks.push(host::check_mailboxes(opts, &config.mailboxes_dir));
         checks.extend(host::measured_resource_checks(opts, config));
         checks.extend(crate::dns::checks(config, &opts.roots).await);
