@@ -39,7 +39,7 @@ class Unbound:
     """`unbound -d` with `zones` ({zone: kind}, e.g. "a.test.": "static")
     and `records` (zone-file lines) as local data."""
 
-    def __init__(self, zones, records, port=None, prefix=()):
+    def __init__(self, zones, records, port=None, prefix=(), auth_zones=None):
         self.dir = Path(tempfile.mkdtemp(prefix="unbound-"))
         self.dir.chmod(0o755)
         self.port = port or free_port()
@@ -64,6 +64,16 @@ class Unbound:
             lines.append(f'  local-zone: "{zone}" {kind}')
         for rec in records:
             lines.append(f"  local-data: '{rec}'")
+        # Zone files served authoritatively ({zone: path}).
+        for zone, path in (auth_zones or {}).items():
+            lines += [
+                "auth-zone:",
+                f'  name: "{zone}"',
+                f'  zonefile: "{path}"',
+                "  for-downstream: yes",
+                "  for-upstream: no",
+                "  fallback-enabled: no",
+            ]
         # A command prefix (nsenter into another network namespace): then
         # readiness is read from the log, not probed from here.
         self.prefix = list(prefix)
