@@ -46,6 +46,7 @@ fn milter_verdicts_land_in_their_series() {
     m.milter.decided(Direction::Incoming, None, now);
     m.milter.refused_early(TOO_BIG);
     m.milter.refused_early(TEMPFAIL);
+    m.milter.abandoned(Direction::Incoming, now);
     let text = render(m, Daemon::Milter);
     let nonzero: Vec<_> = lines(&text, "chatmail_milter_messages_total")
         .into_iter()
@@ -54,6 +55,7 @@ fn milter_verdicts_land_in_their_series() {
     assert_eq!(
         nonzero,
         [
+            r#"chatmail_milter_messages_total{direction="incoming",verdict="abandoned"} 1"#,
             r#"chatmail_milter_messages_total{direction="incoming",verdict="refused_cleartext"} 1"#,
             r#"chatmail_milter_messages_total{direction="incoming",verdict="tempfail"} 1"#,
             r#"chatmail_milter_messages_total{direction="outgoing",verdict="encrypted"} 2"#,
@@ -64,10 +66,10 @@ fn milter_verdicts_land_in_their_series() {
     );
     assert_eq!(
         lines(&text, "chatmail_milter_decision_seconds_count"),
-        ["chatmail_milter_decision_seconds_count 5"]
+        ["chatmail_milter_decision_seconds_count 6"]
     );
-    // 24 verdict series of known direction, 3 before a verdict.
-    assert_eq!(lines(&text, "chatmail_milter_messages_total").len(), 27);
+    // 26 verdict series of known direction, 3 before a verdict.
+    assert_eq!(lines(&text, "chatmail_milter_messages_total").len(), 29);
 }
 
 #[test]
