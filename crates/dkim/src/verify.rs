@@ -233,7 +233,9 @@ pub fn from_domain(from_values: &[&[u8]]) -> Option<String> {
 /// [`AMBIGUOUS_FROM`] when an unquoted display name holds an address
 /// (`a@x.example <b@y.example>`: mail-parser reads the second, Python's
 /// `email` the first, so whichever we aligned with, a reader may show the
-/// other). A quoted display name or a comment is unambiguous.
+/// other; the rule is [`chatmail_e2ee::display_name_holds_address`], which
+/// submission applies too). A quoted display name or a comment is
+/// unambiguous.
 ///
 /// # Errors
 /// The refusal when no single author domain can be named.
@@ -241,10 +243,11 @@ pub fn author_domain(from_values: &[&[u8]]) -> Result<String, Reply> {
     let [value] = from_values else {
         return Err(BAD_FROM);
     };
-    let value = String::from_utf8_lossy(value);
-    let Some(addrs) = extract_addresses(&value) else {
+    if chatmail_e2ee::display_name_holds_address(value) {
         return Err(AMBIGUOUS_FROM);
-    };
+    }
+    let value = String::from_utf8_lossy(value);
+    let addrs = extract_addresses(&value);
     let [addr] = &addrs[..] else {
         return Err(BAD_FROM);
     };
@@ -258,8 +261,7 @@ pub fn author_domain(from_values: &[&[u8]]) -> Result<String, Reply> {
 
 /// The addr-specs of an address-list: `<...>` when present, else the bare
 /// words that contain `@`; quoted strings and comments are skipped.
-/// `None` when the unquoted text before an `<` holds an `@`.
-fn extract_addresses(value: &str) -> Option<Vec<String>> {
+fn extract_addresses(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut angle: Option<String> = None;
@@ -289,7 +291,6 @@ fn extract_addresses(value: &str) -> Option<Vec<String>> {
             '(' => comment += 1,
             ')' if comment > 0 => comment -= 1,
             _ if comment > 0 => {}
-            '<' if current.contains('@') => return None,
             '<' => angle = Some(String::new()),
             '>' => {}
             ',' | ';'
@@ -313,7 +314,7 @@ fn extract_addresses(value: &str) -> Option<Vec<String>> {
     }
     flush(&mut current, &mut angle, &mut out);
     out.retain(|a| !a.is_empty() && !a.contains(' '));
-    Some(out)
+    out
 }
 
 /// The decision for a message whose single `From:` domain is `from_domain`
