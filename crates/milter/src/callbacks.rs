@@ -44,11 +44,16 @@ pub struct Conn {
 /// The header, end-of-header and body callbacks may wait for memory budget
 /// (see [`crate::budget`]): indymilter reads the next packet only after a
 /// callback returns, so a waiting message is back-pressure on its Postfix
-/// process, not a growing buffer here.
+/// process, not a growing buffer here. While they wait they watch the
+/// connection too: a message whose Postfix went away stops waiting and
+/// returns its budget at once.
 pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>, peer: Peer) -> Callbacks<Conn> {
     let header_filter = Arc::clone(&filter);
     let eoh_filter = Arc::clone(&filter);
     let body_filter = Arc::clone(&filter);
+    let header_peer = peer.clone();
+    let eoh_peer = peer.clone();
+    let body_peer = peer.clone();
     Callbacks::new()
         .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
         .on_connect(|cx, _host, socket| {
@@ -63,27 +68,34 @@ pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>, peer: Peer) -> Callbacks<
         .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
         .on_header(move |cx, name, value| {
             let filter = Arc::clone(&header_filter);
+            let peer = header_peer.clone();
             Box::pin(async move {
                 let conn = conn(&mut cx.data);
                 let ls = conn.leading_space;
-                let r = conn
-                    .session
-                    .header(&filter, name.as_bytes(), value.as_bytes(), ls)
-                    .await;
+                let r = unless_gone(
+                    &peer,
+                    conn.session
+                        .header(&filter, name.as_bytes(), value.as_bytes(), ls),
+                )
+                .await;
                 status_of(cx, r)
             })
         })
         .on_eoh(move |cx| {
             let filter = Arc::clone(&eoh_filter);
+            let peer = eoh_peer.clone();
             Box::pin(async move {
-                let r = conn(&mut cx.data).session.end_of_headers(&filter).await;
+                let session = &mut conn(&mut cx.data).session;
+                let r = unless_gone(&peer, session.end_of_headers(&filter)).await;
                 status_of(cx, r)
             })
         })
         .on_body(move |cx, chunk| {
             let filter = Arc::clone(&body_filter);
+            let peer = body_peer.clone();
             Box::pin(async move {
-                let r = conn(&mut cx.data).session.body(&filter, &chunk).await;
+                let session = &mut conn(&mut cx.data).session;
+                let r = unless_gone(&peer, session.body(&filter, &chunk)).await;
                 // The chunk goes now, not when the next one arrives.
                 drop(chunk);
                 status_of(cx, r)
@@ -104,6 +116,27 @@ pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>, peer: Peer) -> Callbacks<
             })
         })
 }
+
+/// `step` of the message in progress, unless Postfix closes the
+/// connection first: then `Err(GONE)`, and the session drops the message
+/// (and its budget) when indymilter calls the abort callback on the closed
+/// connection.
+async fn unless_gone(
+    peer: &Peer,
+    step: impl std::future::Future<Output = Result<(), Reply>>,
+) -> Result<(), Reply> {
+    tokio::select! {
+        r = step => r,
+        () = peer.gone() => Err(GONE),
+    }
+}
+
+/// The answer to a message whose Postfix has gone away; nobody reads it.
+const GONE: Reply = Reply {
+    code: 451,
+    enhanced: "4.3.0",
+    text: "Postfix closed the connection",
+};
 
 fn conn(data: &mut Option<Conn>) -> &mut Conn {
     data.get_or_insert_with(Conn::default)
@@ -290,6 +323,14 @@ fn status_of(cx: &mut Context<Conn>, r: Result<(), Reply>) -> Status {
                 .macros
                 .get(c"i")
                 .map_or_else(|| "-".to_owned(), |i| i.to_string_lossy().into_owned());
+            if rep == GONE {
+                tracing::info!(
+                    queue_id,
+                    "abandoned before the end of the message: Postfix closed the connection"
+                );
+                conn(&mut cx.data).session.abort();
+                return Status::Tempfail;
+            }
             tracing::info!(queue_id, "rejected before the end of the message: {rep}");
             set_reply(&mut cx.reply, rep)
         }
