@@ -37,9 +37,10 @@ def txt_strings(value):
 
 class Unbound:
     """`unbound -d` with `zones` ({zone: kind}, e.g. "a.test.": "static")
-    and `records` (zone-file lines) as local data."""
+    and `records` (zone-file lines) as local data; `stubs` ({zone: "IP@port"})
+    are asked of their own name server (which may be on loopback)."""
 
-    def __init__(self, zones, records, port=None, prefix=(), auth_zones=None):
+    def __init__(self, zones, records, port=None, stubs=None, prefix=(), auth_zones=None):
         self.dir = Path(tempfile.mkdtemp(prefix="unbound-"))
         self.dir.chmod(0o755)
         self.port = port or free_port()
@@ -59,11 +60,15 @@ class Unbound:
             "  access-control: 127.0.0.0/8 allow",
             '  module-config: "iterator"',
             "  cache-max-ttl: 1",
+            "  do-not-query-localhost: no",
         ]
         for zone, kind in zones.items():
             lines.append(f'  local-zone: "{zone}" {kind}')
         for rec in records:
             lines.append(f"  local-data: '{rec}'")
+        for zone in stubs or {}:
+            # Names under test. are answered locally (NXDOMAIN) by default.
+            lines.append(f'  local-zone: "{zone}" transparent')
         # Zone files served authoritatively ({zone: path}).
         for zone, path in (auth_zones or {}).items():
             lines += [
@@ -74,6 +79,8 @@ class Unbound:
                 "  for-upstream: no",
                 "  fallback-enabled: no",
             ]
+        for zone, addr in (stubs or {}).items():
+            lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: {addr}"]
         # A command prefix (nsenter into another network namespace): then
         # readiness is read from the log, not probed from here.
         self.prefix = list(prefix)
@@ -123,12 +130,68 @@ class Unbound:
             self.log.close()
 
 
-def make_key(directory):
-    """A 2048-bit RSA key (PKCS#1 PEM) and its DKIM TXT value."""
+class SilentNameServer:
+    """A name server on loopback that receives queries and never answers
+    (UDP read and dropped, TCP connections accepted and left silent); it
+    records the names it was asked."""
+
+    def __init__(self):
+        import threading
+
+        self.port = free_port()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(64)
+        self.names = set()
+        self.held = []
+        threading.Thread(target=self._udp, daemon=True).start()
+        threading.Thread(target=self._tcp, daemon=True).start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1@{self.port}"
+
+    def _udp(self):
+        while True:
+            try:
+                packet = self.udp.recv(4096)
+            except OSError:
+                return
+            self.names.add(query_name(packet))
+
+    def _tcp(self):
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        self.udp.close()
+        self.tcp.close()
+        for c in self.held:
+            c.close()
+
+
+def query_name(packet):
+    """The question name of a DNS query, lowercased, without the final dot."""
+    labels, pos = [], 12
+    while pos < len(packet) and packet[pos]:
+        n = packet[pos]
+        labels.append(packet[pos + 1:pos + 1 + n].decode(errors="replace").lower())
+        pos += 1 + n
+    return ".".join(labels)
+
+
+def make_key(directory, bits=2048, name="dkim.pem"):
+    """An RSA key of `bits` (PKCS#1 PEM) and its DKIM TXT value."""
     directory = Path(directory)
-    pem = directory / "dkim.pem"
+    pem = directory / name
     subprocess.run(
-        ["openssl", "genrsa", "-traditional", "-out", str(pem), "2048"],
+        ["openssl", "genrsa", "-traditional", "-out", str(pem), str(bits)],
         check=True,
         capture_output=True,
     )
@@ -166,6 +229,46 @@ def sign(raw, key_pem, selector, domain=None):
         canonicalize=(b"relaxed", b"relaxed"),
     )
     return sig + raw
+
+
+def sign_as(
+    raw,
+    key_pem,
+    selector,
+    domain,
+    headers=(b"from", b"to", b"subject", b"date", b"message-id"),
+    algorithm=b"rsa-sha256",
+    timestamp=None,
+):
+    """`raw` with a relaxed/relaxed DKIM-Signature made by dkimpy's signing
+    code, but with what its `sign` refuses to make: any `h=` (From left
+    out), `rsa-sha1`, any `t=`."""
+    import base64
+
+    from dkim.canonicalization import CanonicalizationPolicy
+    from dkim.crypto import parse_pem_private_key
+
+    d = dkim.DKIM(raw)
+    d.signature_algorithm = algorithm
+    d.hasher = dkim.HASH_ALGORITHMS[algorithm]
+    canon = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    body_hash = d.hasher()
+    body_hash.update(canon.canonicalize_body(d.body))
+    fields = [
+        (b"v", b"1"),
+        (b"a", algorithm),
+        (b"c", b"relaxed/relaxed"),
+        (b"d", domain.encode()),
+        (b"s", selector.encode()),
+        (b"t", str(int(timestamp if timestamp is not None else time.time())).encode()),
+        (b"h", b":".join(headers)),
+        (b"bh", base64.b64encode(body_hash.digest())),
+        (b"b", b"0" * 60),
+    ]
+    value = d.gen_header(
+        fields, tuple(headers), canon, b"DKIM-Signature", parse_pem_private_key(key_pem)
+    )
+    return b"DKIM-Signature: " + value + raw
 
 
 def verify(raw, records):

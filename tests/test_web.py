@@ -444,7 +444,16 @@ def test_http_goes_to_https_except_the_acme_challenge(acme):
     status, headers, _ = http(relay, "/info.html?x=1")
     assert (status, headers["location"]) == (301, f"https://{relay.domain}:{port}/info.html?x=1")
     status, headers, _ = http(relay, "/", host="www." + relay.domain)
-    assert (status, headers["location"]) == (301, f"https://www.{relay.domain}:{port}/")
+    assert (status, headers["location"]) == (301, f"https://{relay.domain}:{port}/")
+    status, headers, _ = http(relay, "/x", host="mta-sts." + relay.domain)
+    assert (status, headers["location"]) == (301, f"https://mta-sts.{relay.domain}:{port}/x")
+    # A name the relay does not own is never redirected to: the default
+    # server answers it, with the relay's own name.
+    for host in ("evil.test", f"{relay.domain}.evil.test", "EVIL.test"):
+        status, headers, _ = http(relay, "/new?x=1", host=host)
+        assert (status, headers["location"]) == (
+            301, f"https://{relay.domain}:{port}/new?x=1"
+        ), host
     status, headers, _ = https(relay, "/info.html", host="www." + relay.domain)
     assert (status, headers["location"]) == (301, f"https://{relay.domain}:{port}/info.html")
     challenge = relay.state_dir / "acme/.well-known/acme-challenge"

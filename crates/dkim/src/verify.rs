@@ -1,15 +1,41 @@
 //! DKIM verification of mail arriving from other servers, with the chatmail
 //! relays' semantics: a valid signature whose `d=` equals the `From:`
 //! domain is required (strict alignment). Signatures are checked by
-//! `mail-auth` (RFC 6376); the decision over its results is the plain
-//! function [`classify`], a case table in the tests. See `docs/dkim.md`.
+//! `mail-auth` (RFC 6376); around it this module decides which signatures
+//! are worth a key lookup at all and which count, as plain functions with
+//! case tables in the tests:
+//!
+//! - [`select`]: only signatures whose `d=` is the From domain, at most
+//!   [`MAX_SIGNATURES`] of them (the others cannot make the message pass);
+//! - [`signature_rule`] and [`key_rule`]: RFC 8301 (no `rsa-sha1`, no RSA
+//!   key under [`MIN_RSA_BITS`]) and RFC 6376 (From signed, `t=y` keys
+//!   treated as unsigned, no timestamp from the future); a signature that
+//!   breaks one of them counts as absent;
+//! - [`classify`]: the reply over what is left.
+//!
+//! The key lookups of one message run concurrently and the whole
+//! verification has a deadline ([`DEADLINE`]). See `docs/dkim.md` and
+//! `docs/limits.md`.
 
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use chatmail_e2ee::Reply;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
+use mail_auth::common::cache::NoCache;
+use mail_auth::common::crypto::Algorithm;
+use mail_auth::common::verify::{DomainKey, VerifySignature};
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt,
+};
 
 use crate::DkimError;
 
@@ -29,6 +55,46 @@ pub const MISALIGNED_SIGNATURE: Reply = refused("5.7.22", "No DKIM signature by 
 
 /// No single `From:` address to align with.
 pub const BAD_FROM: Reply = refused("5.7.22", "DKIM needs exactly one From address");
+
+/// A `From:` whose display name is itself an address
+/// (`a@x.example <b@y.example>`): parsers disagree on which one is the
+/// author, so neither is aligned with; refused, not guessed.
+pub const AMBIGUOUS_FROM: Reply = refused(
+    "5.7.22",
+    "Ambiguous From: the display name contains an address",
+);
+
+/// The verification did not finish within [`DEADLINE`] (key lookups that
+/// never answer): the sending server retries later.
+pub const VERIFY_TIMEOUT: Reply = Reply {
+    code: 451,
+    enhanced: "4.7.5",
+    text: "DKIM verification took too long, try again later",
+};
+
+/// The most signatures of the From domain evaluated for one message: one
+/// per key a sender may be rotating, and a few more. Each costs a key
+/// lookup; later ones count as present but not verified.
+pub const MAX_SIGNATURES: usize = 5;
+
+/// How long the verification of one message may take, key lookups
+/// included; past it the answer is [`VERIFY_TIMEOUT`]. Two DNS attempts of
+/// [`DNS_TIMEOUT`] fit in it, and it stays far below Postfix's
+/// `milter_content_timeout` (300 s) and SMTP clients' 10-minute wait for
+/// the answer to the end of data (RFC 5321 4.5.3.2.6).
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The smallest RSA key a signature may be verified with (RFC 8301 3.2).
+pub const MIN_RSA_BITS: usize = 1024;
+
+/// How far a signature's `t=` may lie ahead of our clock: the signer's
+/// clock may run fast, but not by more than this (RFC 6376 3.5 allows
+/// verifiers to ignore signatures from the future).
+pub const MAX_CLOCK_SKEW: u64 = 600;
+
+/// mail-auth's bit for `t=y` in a key record (`R_FLAG_TESTING`, private
+/// there; a test checks it against a parsed record).
+const KEY_FLAG_TESTING: u64 = 0x10;
 
 /// The key could not be looked up now (timeout, SERVFAIL): the sending
 /// server retries; nothing is accepted unchecked.
@@ -56,6 +122,87 @@ pub enum SigResult {
     Fail,
     /// The key lookup failed for now.
     TempError,
+    /// Present but not evaluated: its `d=` cannot align, or the message
+    /// has more than [`MAX_SIGNATURES`] of the From domain. Never a pass.
+    NotChecked,
+}
+
+/// Why a signature counts as absent (RFC 8301, RFC 6376).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weak {
+    /// `a=rsa-sha1` (RFC 8301 3.1).
+    Sha1,
+    /// `h=` does not list From (RFC 6376 5.4).
+    FromNotSigned,
+    /// `t=` more than [`MAX_CLOCK_SKEW`] ahead of our clock.
+    FromTheFuture,
+    /// An RSA key of fewer than [`MIN_RSA_BITS`] bits (RFC 8301 3.2).
+    ShortKey(usize),
+    /// The key record says `t=y`: the signer is testing, and its mail is
+    /// treated as unsigned (RFC 6376 3.6.1).
+    TestingKey,
+}
+
+impl fmt::Display for Weak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Weak::Sha1 => f.write_str("rsa-sha1 is not accepted (RFC 8301)"),
+            Weak::FromNotSigned => f.write_str("From is not signed (RFC 6376 5.4)"),
+            Weak::FromTheFuture => f.write_str("timestamp in the future"),
+            Weak::ShortKey(bits) => write!(f, "{bits}-bit RSA key (RFC 8301: at least 1024)"),
+            Weak::TestingKey => f.write_str("key in testing mode, t=y (RFC 6376 3.6.1)"),
+        }
+    }
+}
+
+/// The rules on a signature itself, before its key is looked up:
+/// algorithm `a`, signed header names `h`, timestamp `t` (0: none), at
+/// time `now` (Unix seconds).
+pub fn signature_rule(a: Algorithm, h: &[String], t: u64, now: u64) -> Option<Weak> {
+    if a == Algorithm::RsaSha1 {
+        return Some(Weak::Sha1);
+    }
+    if !h
+        .iter()
+        .any(|name| name.trim().eq_ignore_ascii_case("from"))
+    {
+        return Some(Weak::FromNotSigned);
+    }
+    if t > now.saturating_add(MAX_CLOCK_SKEW) {
+        return Some(Weak::FromTheFuture);
+    }
+    None
+}
+
+/// The rules on the key a signature is verified with: `bits` its size
+/// (mail-auth reports `usize::MAX` for keys that have no such limit, such
+/// as Ed25519), `rsa` whether it is an RSA key, `flags` mail-auth's flag
+/// bits of the record.
+pub fn key_rule(rsa: bool, bits: usize, flags: u64) -> Option<Weak> {
+    if flags & KEY_FLAG_TESTING != 0 {
+        return Some(Weak::TestingKey);
+    }
+    if rsa && bits < MIN_RSA_BITS {
+        return Some(Weak::ShortKey(bits));
+    }
+    None
+}
+
+/// Which of a message's signatures (their `d=`, in header order) are
+/// evaluated for the From domain `from`: the indexes of the first
+/// [`MAX_SIGNATURES`] whose `d=` is `from` (ASCII case-insensitive, no
+/// trailing dot). Every other signature is [`SigResult::NotChecked`].
+pub fn select(from: Option<&str>, domains: &[&str]) -> Vec<usize> {
+    let Some(from) = from else {
+        return Vec::new();
+    };
+    domains
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.eq_ignore_ascii_case(from))
+        .map(|(i, _)| i)
+        .take(MAX_SIGNATURES)
+        .collect()
 }
 
 /// The decision over a message's signatures.
@@ -76,21 +223,40 @@ pub enum Outcome {
 
 /// The domain of the single address in the `From:` header values
 /// `from_values` (raw, possibly folded), lowercased; `None` when there is
-/// not exactly one `From:` field with exactly one address.
+/// not exactly one `From:` field with exactly one address, or when it is
+/// ambiguous (see [`author_domain`]).
 pub fn from_domain(from_values: &[&[u8]]) -> Option<String> {
+    author_domain(from_values).ok()
+}
+
+/// [`from_domain`], with the reply when there is none: [`BAD_FROM`], or
+/// [`AMBIGUOUS_FROM`] when an unquoted display name holds an address
+/// (`a@x.example <b@y.example>`: mail-parser reads the second, Python's
+/// `email` the first, so whichever we aligned with, a reader may show the
+/// other; the rule is [`chatmail_e2ee::display_name_holds_address`], which
+/// submission applies too). A quoted display name or a comment is
+/// unambiguous.
+///
+/// # Errors
+/// The refusal when no single author domain can be named.
+pub fn author_domain(from_values: &[&[u8]]) -> Result<String, Reply> {
     let [value] = from_values else {
-        return None;
+        return Err(BAD_FROM);
     };
+    if chatmail_e2ee::display_name_holds_address(value) {
+        return Err(AMBIGUOUS_FROM);
+    }
     let value = String::from_utf8_lossy(value);
     let addrs = extract_addresses(&value);
     let [addr] = &addrs[..] else {
-        return None;
+        return Err(BAD_FROM);
     };
-    let (local, domain) = addr.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() {
-        return None;
+    match addr.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            Ok(domain.to_ascii_lowercase())
+        }
+        _ => Err(BAD_FROM),
     }
-    Some(domain.to_ascii_lowercase())
 }
 
 /// The addr-specs of an address-list: `<...>` when present, else the bare
@@ -152,11 +318,13 @@ fn extract_addresses(value: &str) -> Vec<String> {
 }
 
 /// The decision for a message whose single `From:` domain is `from_domain`
-/// (`None`: no usable From) and whose signatures came to `sigs`
-/// (`d=` lowercased, result).
-pub fn classify(from_domain: Option<&str>, sigs: &[(String, SigResult)]) -> Outcome {
-    let Some(from) = from_domain else {
-        return Outcome::Refuse(BAD_FROM);
+/// (`Err`: no usable From, and the reply for it) and whose signatures came
+/// to `sigs` (`d=` lowercased, result). Signatures that count as absent
+/// ([`Weak`]) are not in `sigs`.
+pub fn classify(from_domain: Result<&str, Reply>, sigs: &[(String, SigResult)]) -> Outcome {
+    let from = match from_domain {
+        Ok(from) => from,
+        Err(reply) => return Outcome::Refuse(reply),
     };
     if from.starts_with('[') && from.ends_with(']') {
         return Outcome::DomainLiteral;
@@ -173,7 +341,7 @@ pub fn classify(from_domain: Option<&str>, sigs: &[(String, SigResult)]) -> Outc
     if sigs.is_empty() {
         return Outcome::Refuse(NO_SIGNATURE);
     }
-    if aligned(SigResult::Fail) {
+    if aligned(SigResult::Fail) || aligned(SigResult::NotChecked) {
         return Outcome::Refuse(BROKEN_SIGNATURE);
     }
     Outcome::Refuse(MISALIGNED_SIGNATURE)
@@ -184,6 +352,7 @@ pub fn classify(from_domain: Option<&str>, sigs: &[(String, SigResult)]) -> Outc
 #[derive(Clone)]
 pub struct Verifier {
     auth: MessageAuthenticator,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -194,7 +363,7 @@ impl std::fmt::Debug for Verifier {
 
 /// How long one DNS query may take, and how often it is tried: a dead
 /// resolver costs the SMTP client about ten seconds, then a 4xx.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 const DNS_ATTEMPTS: usize = 2;
 
 /// A resolver configuration for `resolver` (`None`: /etc/resolv.conf).
@@ -234,25 +403,245 @@ impl Verifier {
         let (config, opts) = resolver_config(resolver)?;
         let auth = MessageAuthenticator::new(config, opts)
             .map_err(|e| DkimError::Resolver(e.to_string()))?;
-        Ok(Verifier { auth })
+        Ok(Verifier {
+            auth,
+            deadline: DEADLINE,
+        })
+    }
+
+    /// The same verifier with another deadline than [`DEADLINE`] (tests).
+    pub fn with_deadline(mut self, deadline: Duration) -> Verifier {
+        self.deadline = deadline;
+        self
     }
 
     /// The decision for the raw message `raw`.
     pub async fn check(&self, raw: &[u8]) -> Outcome {
-        let from = message_from_domain(raw);
-        // Mail from a domain literal carries no signature to check.
-        if let Some(d) = &from
-            && d.starts_with('[')
-        {
-            return classify(Some(d), &[]);
-        }
-        let Some(message) = AuthenticatedMessage::parse(raw) else {
-            return classify(from.as_deref(), &[]);
-        };
-        let outputs = self.auth.verify_dkim(&message).await;
-        let sigs = results(&outputs);
-        classify(from.as_deref(), &sigs)
+        self.check_explained(raw).await.outcome
     }
+
+    /// The decision for `raw` with what each signature came to, for the
+    /// log line. Dropping the future stops the lookups.
+    pub async fn check_explained(&self, raw: &[u8]) -> Checked {
+        let source = Resolver(&self.auth);
+        let work = evaluate(&self.auth, &source, raw, unix_now());
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(checked) => checked,
+            Err(_) => Checked {
+                outcome: Outcome::Refuse(VERIFY_TIMEOUT),
+                notes: format!("not finished within {} s", self.deadline.as_secs_f32()),
+            },
+        }
+    }
+}
+
+/// A decision and, for the log, what each signature came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The decision.
+    pub outcome: Outcome,
+    /// One entry per signature (`d=`/`s=`: result), `;`-separated, and how
+    /// many were not checked.
+    pub notes: String,
+}
+
+/// The current time in Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where the keys of one message come from.
+pub(crate) trait KeySource {
+    /// The key record published under `name` (`<s>._domainkey.<d>.`).
+    fn key(&self, name: &str) -> impl Future<Output = mail_auth::Result<Arc<DomainKey>>>;
+}
+
+/// Keys from DNS, through mail-auth's lookup and parser.
+struct Resolver<'a>(&'a MessageAuthenticator);
+
+impl KeySource for Resolver<'_> {
+    async fn key(&self, name: &str) -> mail_auth::Result<Arc<DomainKey>> {
+        // No cache of mail-auth's: hickory caches within the TTL, and the
+        // per-message cache below holds failures too.
+        self.0
+            .txt_lookup::<DomainKey>(name, None::<&NoCache<Box<str>, Txt>>)
+            .await
+    }
+}
+
+/// The keys of one message, looked up before mail-auth verifies: its
+/// verification then finds every key here and asks no resolver, failures
+/// included (stored as [`Txt::Error`]).
+pub(crate) struct Keys(Mutex<HashMap<Box<str>, Txt>>);
+
+impl Keys {
+    pub(crate) fn new() -> Keys {
+        Keys(Mutex::new(HashMap::new()))
+    }
+
+    /// The records; a panic while another thread held them left the map
+    /// itself whole (each use is one map call).
+    fn records(&self) -> MutexGuard<'_, HashMap<Box<str>, Txt>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn domain_key(&self, name: &str) -> Option<Arc<DomainKey>> {
+        match self.records().get(name) {
+            Some(Txt::DomainKey(k)) => Some(Arc::clone(k)),
+            _ => None,
+        }
+    }
+}
+
+impl ResolverCache<Box<str>, Txt> for Keys {
+    fn get<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.records().get(name).cloned()
+    }
+    fn remove<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.records().remove(name)
+    }
+    fn insert(&self, key: Box<str>, value: Txt, _: std::time::Instant) {
+        self.records().insert(key, value);
+    }
+}
+
+/// Runs `futures` concurrently; their outputs in the same order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The whole verification of `raw` at time `now`: the From domain, the
+/// signatures worth checking ([`select`]), the rules on each
+/// ([`signature_rule`], [`key_rule`]), their keys looked up concurrently,
+/// mail-auth's verification of what is left, and [`classify`].
+pub(crate) async fn evaluate(
+    auth: &MessageAuthenticator,
+    source: &impl KeySource,
+    raw: &[u8],
+    now: u64,
+) -> Checked {
+    let from = message_author_domain(raw);
+    let from_ref = from.as_deref().map_err(|r| *r);
+    let mut notes: Vec<String> = Vec::new();
+    let done = |outcome: Outcome, notes: Vec<String>| Checked {
+        outcome,
+        notes: notes.join("; "),
+    };
+    // Mail from a domain literal carries no signature to check.
+    if let Ok(d) = from_ref
+        && d.starts_with('[')
+    {
+        return done(classify(from_ref, &[]), notes);
+    }
+    let Some(mut message) = AuthenticatedMessage::parse(raw) else {
+        return done(classify(from_ref, &[]), notes);
+    };
+    let mut sigs: Vec<(String, SigResult)> = Vec::new();
+    // Malformed DKIM-Signature fields: present, never a pass.
+    for _ in message
+        .errors
+        .iter()
+        .filter(|e| matches!(e.header, mail_auth::Error::Dkim(_)))
+    {
+        sigs.push((String::new(), SigResult::NotChecked));
+    }
+    message.errors.clear();
+    let all = std::mem::take(&mut message.dkim_headers);
+    let domains: Vec<&str> = all.iter().map(|h| h.header.d.as_str()).collect();
+    let chosen = select(from_ref.ok(), &domains);
+    let skipped = all.len() - chosen.len();
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} not checked (other d= or over {MAX_SIGNATURES})"
+        ));
+    }
+    for (i, h) in all.iter().enumerate() {
+        if !chosen.contains(&i) {
+            sigs.push((h.header.d.to_ascii_lowercase(), SigResult::NotChecked));
+        }
+    }
+    let mut to_verify = Vec::new();
+    for i in chosen {
+        let mut header = all[i].clone();
+        let sig = &mut header.header;
+        if let Some(weak) = signature_rule(sig.a, &sig.h, sig.t, now) {
+            notes.push(format!("d={} s={}: {weak}", sig.d, sig.s));
+            continue;
+        }
+        // No further lookups than the key: no failure reports (r=y,
+        // RFC 6651) and no third-party authorization (atps=, RFC 6541),
+        // which means nothing under strict alignment.
+        sig.r = false;
+        sig.atps = None;
+        to_verify.push(header);
+    }
+    // The keys, concurrently; each name once.
+    let mut names: Vec<String> = to_verify.iter().map(|h| h.header.domain_key()).collect();
+    names.sort();
+    names.dedup();
+    let keys = Keys::new();
+    let found = join_all(names.iter().map(|n| source.key(n)).collect()).await;
+    for (name, result) in names.iter().zip(found) {
+        let txt = match result {
+            Ok(key) => Txt::DomainKey(key),
+            Err(e) => Txt::Error(e),
+        };
+        keys.insert(name.as_str().into(), txt, std::time::Instant::now());
+    }
+    to_verify.retain(|h| {
+        let sig = &h.header;
+        let Some(key) = keys.domain_key(&sig.domain_key()) else {
+            return true; // the lookup failed: mail-auth reports how
+        };
+        let rsa = matches!(sig.a, Algorithm::RsaSha256 | Algorithm::RsaSha1);
+        match key_rule(rsa, key.p.public_key_bits(), key.f) {
+            Some(weak) => {
+                notes.push(format!("d={} s={}: {weak}", sig.d, sig.s));
+                false
+            }
+            None => true,
+        }
+    });
+    message.dkim_headers = to_verify;
+    let outputs = auth
+        .verify_dkim(Parameters::new(&message).with_txt_cache(&keys))
+        .await;
+    for o in &outputs {
+        if let Some(s) = o.signature() {
+            notes.push(format!("d={} s={}: {}", s.d, s.s, o.result()));
+        }
+    }
+    sigs.extend(results(&outputs));
+    done(classify(from_ref, &sigs), notes)
 }
 
 /// The signing domain and class of each of mail-auth's results.
@@ -276,13 +665,22 @@ pub(crate) fn results(outputs: &[mail_auth::DkimOutput<'_>]) -> Vec<(String, Sig
 
 /// The single `From:` domain of `raw`, if any (see [`from_domain`]).
 pub fn message_from_domain(raw: &[u8]) -> Option<String> {
+    message_author_domain(raw).ok()
+}
+
+/// The single `From:` domain of `raw`, or the refusal (see
+/// [`author_domain`]).
+///
+/// # Errors
+/// When no single author domain can be named.
+pub fn message_author_domain(raw: &[u8]) -> Result<String, Reply> {
     let (fields, _) = crate::sign::split_message(raw);
     let from_values: Vec<&[u8]> = fields
         .iter()
         .filter(|f| f.name.eq_ignore_ascii_case(b"from"))
         .map(|f| f.value)
         .collect();
-    from_domain(&from_values)
+    author_domain(&from_values)
 }
 
 #[cfg(test)]
@@ -306,87 +704,288 @@ mod tests {
             (&[b" nobody"], None),
             (&[b" <@a.example>"], None),
             (&[b" Alice\r\n <alice@a.example>"], Some("a.example")),
+            // An unquoted display name that is itself an address.
+            (&[b" alice@a.example <mallory@evil.example>"], None),
+            (&[b" alice@a.example\r\n <mallory@evil.example>"], None),
+            (&[b" Alice alice@a.example <mallory@evil.example>"], None),
+            (&[b" Bob <b@b.example>, a@a.example <c@evil.example>"], None),
         ];
         for (values, want) in cases {
             assert_eq!(from_domain(values).as_deref(), *want, "{values:?}");
         }
+        type ReplyCase<'a> = (&'a [&'a [u8]], Result<&'a str, Reply>);
+        let replies: &[ReplyCase] = &[
+            (&[b" <alice@a.example>"], Ok("a.example")),
+            (&[b" alice@a.example <m@evil.example>"], Err(AMBIGUOUS_FROM)),
+            (
+                &[b" \"alice@a.example\" <m@evil.example>"],
+                Ok("evil.example"),
+            ),
+            (
+                &[b" (alice@a.example) <m@evil.example>"],
+                Ok("evil.example"),
+            ),
+            (&[b" a@a.example, b@b.example"], Err(BAD_FROM)),
+            (&[], Err(BAD_FROM)),
+        ];
+        for (values, want) in replies {
+            assert_eq!(
+                author_domain(values).as_deref().map_err(|r| *r),
+                *want,
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn signature_rules() {
+        use Algorithm::{Ed25519Sha256, RsaSha1, RsaSha256};
+        let now = 1_800_000_000;
+        let h = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        type Case = (&'static str, Algorithm, Vec<String>, u64, Option<Weak>);
+        let cases: Vec<Case> = vec![
+            (
+                "rsa-sha256, From signed",
+                RsaSha256,
+                h(&["from", "to"]),
+                now,
+                None,
+            ),
+            ("ed25519", Ed25519Sha256, h(&["From"]), now, None),
+            ("no timestamp", RsaSha256, h(&["from"]), 0, None),
+            ("From in any case", RsaSha256, h(&["to", "FROM"]), now, None),
+            ("rsa-sha1", RsaSha1, h(&["from"]), now, Some(Weak::Sha1)),
+            (
+                "From not signed",
+                RsaSha256,
+                h(&["to", "subject"]),
+                now,
+                Some(Weak::FromNotSigned),
+            ),
+            (
+                "nothing signed",
+                RsaSha256,
+                h(&[]),
+                now,
+                Some(Weak::FromNotSigned),
+            ),
+            (
+                "From-ish name",
+                RsaSha256,
+                h(&["from2"]),
+                now,
+                Some(Weak::FromNotSigned),
+            ),
+            (
+                "clock skew allowed",
+                RsaSha256,
+                h(&["from"]),
+                now + MAX_CLOCK_SKEW,
+                None,
+            ),
+            (
+                "just past the skew",
+                RsaSha256,
+                h(&["from"]),
+                now + MAX_CLOCK_SKEW + 1,
+                Some(Weak::FromTheFuture),
+            ),
+            (
+                "10^8 s ahead",
+                RsaSha256,
+                h(&["from"]),
+                now + 100_000_000,
+                Some(Weak::FromTheFuture),
+            ),
+            ("the past is fine", RsaSha256, h(&["from"]), 1, None),
+            (
+                "sha1 checked first",
+                RsaSha1,
+                h(&[]),
+                u64::MAX,
+                Some(Weak::Sha1),
+            ),
+        ];
+        for (name, a, h, t, want) in cases {
+            assert_eq!(signature_rule(a, &h, t, now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn key_rules() {
+        let testing = KEY_FLAG_TESTING;
+        let cases = [
+            ("2048-bit RSA", true, 2048, 0, None),
+            ("1024-bit RSA", true, 1024, 0, None),
+            ("1023-bit RSA", true, 1023, 0, Some(Weak::ShortKey(1023))),
+            ("512-bit RSA", true, 512, 0, Some(Weak::ShortKey(512))),
+            ("Ed25519 has no size rule", false, usize::MAX, 0, None),
+            ("t=y", true, 2048, testing, Some(Weak::TestingKey)),
+            (
+                "t=y on Ed25519",
+                false,
+                usize::MAX,
+                testing,
+                Some(Weak::TestingKey),
+            ),
+            ("t=s is fine", true, 2048, 0x20, None),
+        ];
+        for (name, rsa, bits, flags, want) in cases {
+            assert_eq!(key_rule(rsa, bits, flags), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn selection() {
+        let many: Vec<&str> = std::iter::repeat_n("a.example", 8).collect();
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            Vec<&'static str>,
+            Vec<usize>,
+        );
+        let cases: Vec<Case> = vec![
+            ("aligned", Some("a.example"), vec!["a.example"], vec![0]),
+            (
+                "case-insensitive",
+                Some("a.example"),
+                vec!["A.Example"],
+                vec![0],
+            ),
+            (
+                "misaligned are never looked up",
+                Some("a.example"),
+                vec!["b.example", "sub.a.example", "example", "a.example."],
+                vec![],
+            ),
+            (
+                "aligned among others",
+                Some("a.example"),
+                vec!["b.example", "a.example", "c.example", "a.example"],
+                vec![1, 3],
+            ),
+            ("at most five", Some("a.example"), many, vec![0, 1, 2, 3, 4]),
+            ("no From domain", None, vec!["a.example"], vec![]),
+        ];
+        for (name, from, domains, want) in cases {
+            assert_eq!(select(from, &domains), want, "{name}");
+        }
+        assert_eq!(MAX_SIGNATURES, 5);
+    }
+
+    #[tokio::test]
+    async fn lookups_run_concurrently() {
+        // Three futures that each wait 200 ms finish together.
+        let started = std::time::Instant::now();
+        let waits = (0..3u32)
+            .map(|i| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                i
+            })
+            .collect();
+        assert_eq!(join_all(waits).await, vec![0, 1, 2]);
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[test]
     fn alignment_and_failure_classes() {
-        use SigResult::{Fail, Pass, TempError};
+        use SigResult::{Fail, NotChecked, Pass, TempError};
         let a = "a.example";
         let s = |d: &str, r| (d.to_owned(), r);
         let pass = Outcome::Pass { domain: a.into() };
         let refuse = Outcome::Refuse;
-        type Case<'a> = (&'a str, Option<&'a str>, Vec<(String, SigResult)>, Outcome);
+        type Case<'a> = (
+            &'a str,
+            Result<&'a str, Reply>,
+            Vec<(String, SigResult)>,
+            Outcome,
+        );
         let cases: Vec<Case> = vec![
-            ("aligned pass", Some(a), vec![s(a, Pass)], pass.clone()),
+            ("aligned pass", Ok(a), vec![s(a, Pass)], pass.clone()),
             (
                 "aligned pass next to a broken one",
-                Some(a),
+                Ok(a),
                 vec![s(a, Fail), s(a, Pass)],
                 pass.clone(),
             ),
             (
                 "aligned pass next to a foreign one",
-                Some(a),
+                Ok(a),
                 vec![s("b.example", Pass), s(a, Pass)],
                 pass,
             ),
-            ("unsigned", Some(a), vec![], refuse(NO_SIGNATURE)),
-            (
-                "broken",
-                Some(a),
-                vec![s(a, Fail)],
-                refuse(BROKEN_SIGNATURE),
-            ),
+            ("unsigned", Ok(a), vec![], refuse(NO_SIGNATURE)),
+            ("broken", Ok(a), vec![s(a, Fail)], refuse(BROKEN_SIGNATURE)),
             (
                 "signed by another domain",
-                Some(a),
+                Ok(a),
                 vec![s("b.example", Pass)],
                 refuse(MISALIGNED_SIGNATURE),
             ),
             (
                 "signed by the parent domain",
-                Some("sub.a.example"),
+                Ok("sub.a.example"),
                 vec![s(a, Pass)],
                 refuse(MISALIGNED_SIGNATURE),
             ),
             (
                 "signed by a subdomain",
-                Some(a),
+                Ok(a),
                 vec![s("sub.a.example", Pass)],
                 refuse(MISALIGNED_SIGNATURE),
             ),
             (
                 "signed by a sibling",
-                Some("x.example"),
+                Ok("x.example"),
                 vec![s("y.example", Pass)],
                 refuse(MISALIGNED_SIGNATURE),
             ),
             (
                 "key lookup failed for now",
-                Some(a),
+                Ok(a),
                 vec![s(a, TempError)],
                 refuse(DNS_TEMPFAIL),
             ),
             (
                 "foreign lookup failure does not defer",
-                Some(a),
+                Ok(a),
                 vec![s("b.example", TempError)],
                 refuse(MISALIGNED_SIGNATURE),
             ),
             (
                 "temporary beats broken: a retry may pass",
-                Some(a),
+                Ok(a),
                 vec![s(a, Fail), s(a, TempError)],
                 refuse(DNS_TEMPFAIL),
             ),
-            ("no From", None, vec![s(a, Pass)], refuse(BAD_FROM)),
+            ("no From", Err(BAD_FROM), vec![s(a, Pass)], refuse(BAD_FROM)),
+            (
+                "ambiguous From",
+                Err(AMBIGUOUS_FROM),
+                vec![s(a, Pass)],
+                refuse(AMBIGUOUS_FROM),
+            ),
+            (
+                "aligned, not checked (over the limit)",
+                Ok(a),
+                vec![s(a, Fail), s(a, NotChecked)],
+                refuse(BROKEN_SIGNATURE),
+            ),
+            (
+                "only misaligned, not checked",
+                Ok(a),
+                vec![s("b.example", NotChecked)],
+                refuse(MISALIGNED_SIGNATURE),
+            ),
+            (
+                "malformed signature, not checked",
+                Ok(a),
+                vec![s("", NotChecked)],
+                refuse(MISALIGNED_SIGNATURE),
+            ),
             (
                 "domain literal",
-                Some("[192.0.2.1]"),
+                Ok("[192.0.2.1]"),
                 vec![],
                 Outcome::DomainLiteral,
             ),
@@ -399,9 +998,12 @@ mod tests {
             BROKEN_SIGNATURE,
             MISALIGNED_SIGNATURE,
             BAD_FROM,
+            AMBIGUOUS_FROM,
         ] {
             assert!(r.code == 550 && r.enhanced.starts_with("5.7."), "{r}");
         }
-        assert!(DNS_TEMPFAIL.is_transient() && DNS_TEMPFAIL.enhanced.starts_with("4.7."));
+        for r in [DNS_TEMPFAIL, VERIFY_TIMEOUT] {
+            assert!(r.code == 451 && r.enhanced == "4.7.5", "{r}");
+        }
     }
 }

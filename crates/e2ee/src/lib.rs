@@ -28,7 +28,10 @@ pub mod testmail;
 use std::fmt;
 
 pub use mail_parser;
-pub use mime::{from_address, is_autocrypt_setup, is_bounce, is_securejoin, is_valid_encrypted};
+pub use mime::{
+    display_name_holds_address, from_address, is_autocrypt_setup, is_bounce, is_securejoin,
+    is_valid_encrypted,
+};
 
 /// Which way the mail goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -303,17 +303,92 @@ pub fn is_bounce(msg: &Message<'_>) -> bool {
 /// The single address in the single From header field, or `None` when
 /// there is no From, more than one From field, a group, or more than one
 /// address: with several authors a client could show any of them, so none
-/// can be checked against the sender.
+/// can be checked against the sender. Also `None` when the display name
+/// holds an address ([`display_name_holds_address`]).
 pub fn from_address(msg: &Message<'_>) -> Option<String> {
     let fields = header_fields(msg, "From");
     let [field] = fields.as_slice() else {
         return None;
     };
+    let raw = msg
+        .raw_message()
+        .get(field.offset_start as usize..field.offset_end as usize)?;
+    if display_name_holds_address(raw) {
+        return None;
+    }
     match field.value.as_address()? {
         Address::List(list) => match list.as_slice() {
             [one] => one.address.as_deref().map(str::to_owned),
             _ => None,
         },
         Address::Group(_) => None,
+    }
+}
+
+/// Whether the address-list `value` (a header field's raw value) has an
+/// `@` in the unquoted text before an `<`, as in
+/// `alice@chat.example <mallory@evil.example>`: mail-parser takes the
+/// address in angle brackets, Python's `email` the first one, and a reader
+/// may show either. Quoted strings and comments are unambiguous and do not
+/// count. Such a From is refused rather than guessed.
+pub fn display_name_holds_address(value: &[u8]) -> bool {
+    let mut in_quote = false;
+    let mut comment = 0usize;
+    let mut escaped = false;
+    let mut in_angle = false;
+    let mut at_in_phrase = false;
+    for &b in value {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if in_quote || comment > 0 => escaped = true,
+            b'"' if comment == 0 => in_quote = !in_quote,
+            _ if in_quote => {}
+            b'(' => comment += 1,
+            b')' if comment > 0 => comment -= 1,
+            _ if comment > 0 => {}
+            b'<' if at_in_phrase => return true,
+            b'<' => in_angle = true,
+            b'>' => in_angle = false,
+            _ if in_angle => {}
+            // A new mailbox (or a group's list) starts.
+            b',' | b':' | b';' => at_in_phrase = false,
+            b'@' => at_in_phrase = true,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod display_name_tests {
+    use super::display_name_holds_address;
+
+    #[test]
+    fn ambiguous_display_names() {
+        let cases: &[(&str, bool)] = &[
+            ("alice@chat.example <mallory@evil.example>", true),
+            (" alice@chat.example\r\n <mallory@evil.example>", true),
+            ("Alice alice@chat.example <m@evil.example>", true),
+            ("Bob <b@b.example>, a@a.example <c@evil.example>", true),
+            ("<mallory@evil.example>", false),
+            ("mallory@evil.example", false),
+            ("Alice <alice@chat.example>", false),
+            ("\"alice@chat.example\" <m@evil.example>", false),
+            ("\"a\\\"@b\" <m@evil.example>", false),
+            ("(alice@chat.example) <m@evil.example>", false),
+            ("a@a.example, Bob <b@b.example>", false),
+            ("friends: a@a.example, Bob <b@b.example>;", false),
+            ("", false),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                display_name_holds_address(value.as_bytes()),
+                *want,
+                "{value}"
+            );
+        }
     }
 }

@@ -62,6 +62,16 @@ fn from_header_case_table() {
             false,
         ),
         ("group", format!("From: friends: <{ME}>;\r\n{body}"), false),
+        (
+            "another user as an unquoted display name",
+            format!("From: eve@chat.example <{ME}>\r\n{body}"),
+            false,
+        ),
+        (
+            "an address as a quoted display name",
+            format!("From: \"eve@chat.example\" <{ME}>\r\n{body}"),
+            true,
+        ),
         ("empty message", String::new(), false),
     ];
     for (name, raw, from_ok) in cases {

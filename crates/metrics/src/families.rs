@@ -212,8 +212,10 @@ impl Lastlogin {
     }
 }
 
-/// `chatmail_milter_messages_total{verdict}` values.
-pub const MILTER_VERDICTS: [&str; 12] = [
+/// `chatmail_milter_messages_total{verdict}` values. `abandoned`: Postfix
+/// closed the connection before the answer (its timeout, a stopped smtpd);
+/// the check stopped and Postfix applied its own default.
+pub const MILTER_VERDICTS: [&str; 13] = [
     "encrypted",
     "securejoin",
     "autocrypt_setup",
@@ -226,10 +228,12 @@ pub const MILTER_VERDICTS: [&str; 12] = [
     "too_big",
     "tempfail",
     "refused_other",
+    "abandoned",
 ];
 const TOO_BIG: usize = 9;
 const TEMPFAIL: usize = 10;
 const REFUSED_OTHER: usize = 11;
+const ABANDONED: usize = 12;
 
 /// `chatmail milter`.
 #[derive(Debug)]
@@ -255,7 +259,7 @@ impl Milter {
             }
         }
         // Before the end of data only these can happen.
-        for verdict in &MILTER_VERDICTS[TOO_BIG..] {
+        for verdict in &MILTER_VERDICTS[TOO_BIG..=REFUSED_OTHER] {
             message.push(
                 messages.get_or_create_owned(&[("direction", "unknown"), ("verdict", verdict)]),
             );
@@ -327,6 +331,21 @@ impl Milter {
             Direction::Incoming => 1,
         };
         self.message[d * MILTER_VERDICTS.len() + v].inc();
+        self.decision.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Postfix closed the connection while the message of `direction`,
+    /// whose end of data arrived at `started`, was being checked: counted
+    /// as what Postfix did, not as what the answer would have been.
+    pub fn abandoned(&self, direction: Direction, started: Instant) {
+        if !self.on {
+            return;
+        }
+        let d = match direction {
+            Direction::Outgoing => 0,
+            Direction::Incoming => 1,
+        };
+        self.message[d * MILTER_VERDICTS.len() + ABANDONED].inc();
         self.decision.observe(started.elapsed().as_secs_f64());
     }
 

@@ -1,8 +1,16 @@
 //! The metrics endpoint: HTTP/1.1 `GET /metrics` answered with the
 //! OpenMetrics text format, on its own TCP address (never a mail socket).
-//! Anything else gets 404 or 405. Connections are few and bounded
-//! (Prometheus keeps one open per target); a client that does not send its
-//! request headers within [`HEADER_TIMEOUT`] is dropped.
+//! Anything else gets 404 or 405.
+//!
+//! Prometheus keeps one connection per target and gives up on a scrape
+//! after its `scrape_timeout` (10 s by default), waiting in our listen
+//! queue included. So that slow or silent clients cannot hold every slot
+//! for longer than that, each connection has a read deadline for its
+//! request head ([`HEADER_TIMEOUT`], idle time between requests included)
+//! and a lifetime ([`CONNECTION_LIFETIME`], for clients that send requests
+//! but never read the answers), both well under the scrape timeout, and
+//! [`MAX_CONNECTIONS`] slots: a flood of slow clients delays a scrape by a
+//! few deadlines at most, instead of failing it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,10 +28,19 @@ use crate::{Daemon, Metrics};
 
 /// The OpenMetrics text format's media type.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Connections served at once; more wait in the listen queue.
-pub const MAX_CONNECTIONS: usize = 8;
-/// Longest wait for a request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen queue. Each costs
+/// a task and hyper's buffers (tens of KiB at most).
+pub const MAX_CONNECTIONS: usize = 64;
+/// Longest wait for a request's head, counted from the connection's start
+/// or the end of the previous answer: a scrape's arrives within
+/// milliseconds on loopback.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest life of one connection: Prometheus opens a new one when we
+/// have closed its last.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(4);
+/// Prometheus's default `scrape_timeout`, which the deadlines above stay
+/// under.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one daemon's endpoint serves.
 pub struct Endpoint {
@@ -78,11 +95,13 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint) {
                 let endpoint = Arc::clone(&endpoint);
                 async move { Ok::<_, Infallible>(answer(&endpoint, &req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            // Past its lifetime the connection is dropped, whatever it is
+            // doing.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
     }
 }

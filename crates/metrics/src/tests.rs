@@ -46,6 +46,7 @@ fn milter_verdicts_land_in_their_series() {
     m.milter.decided(Direction::Incoming, None, now);
     m.milter.refused_early(TOO_BIG);
     m.milter.refused_early(TEMPFAIL);
+    m.milter.abandoned(Direction::Incoming, now);
     let text = render(m, Daemon::Milter);
     let nonzero: Vec<_> = lines(&text, "chatmail_milter_messages_total")
         .into_iter()
@@ -54,6 +55,7 @@ fn milter_verdicts_land_in_their_series() {
     assert_eq!(
         nonzero,
         [
+            r#"chatmail_milter_messages_total{direction="incoming",verdict="abandoned"} 1"#,
             r#"chatmail_milter_messages_total{direction="incoming",verdict="refused_cleartext"} 1"#,
             r#"chatmail_milter_messages_total{direction="incoming",verdict="tempfail"} 1"#,
             r#"chatmail_milter_messages_total{direction="outgoing",verdict="encrypted"} 2"#,
@@ -64,10 +66,10 @@ fn milter_verdicts_land_in_their_series() {
     );
     assert_eq!(
         lines(&text, "chatmail_milter_decision_seconds_count"),
-        ["chatmail_milter_decision_seconds_count 5"]
+        ["chatmail_milter_decision_seconds_count 6"]
     );
-    // 24 verdict series of known direction, 3 before a verdict.
-    assert_eq!(lines(&text, "chatmail_milter_messages_total").len(), 27);
+    // 26 verdict series of known direction, 3 before a verdict.
+    assert_eq!(lines(&text, "chatmail_milter_messages_total").len(), 29);
 }
 
 #[test]
@@ -196,4 +198,81 @@ async fn the_endpoint_answers_get_metrics_only() {
         garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"),
         "{garbage}"
     );
+}
+
+/// One scrape: connect, request, read the whole answer; how long it took.
+async fn scrape(port: u16) -> (std::time::Duration, String) {
+    let started = Instant::now();
+    let text = exchange(
+        port,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    (started.elapsed(), text)
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_starve_a_scrape() {
+    use std::time::Duration;
+    assert!(server::HEADER_TIMEOUT < server::SCRAPE_TIMEOUT);
+    assert!(server::CONNECTION_LIFETIME < server::SCRAPE_TIMEOUT);
+    let m = leak(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(server::serve(
+        listener,
+        server::Endpoint::new(m, Daemon::Milter, Vec::new()),
+    ));
+    // 100 clients that start a request, send a byte now and then, and
+    // reconnect as soon as they are dropped; 20 that send requests and
+    // never read the answers.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for i in 0..120 {
+        let stop = std::sync::Arc::clone(&stop);
+        flood.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    continue;
+                };
+                if i < 100 {
+                    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n").await;
+                    while s.write_all(b"X").await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let mut b = [0u8; 1];
+                        // Closed by the server: the read ends.
+                        if let Ok(Ok(0) | Err(_)) =
+                            tokio::time::timeout(Duration::from_millis(1), s.read(&mut b)).await
+                        {
+                            break;
+                        }
+                    }
+                } else {
+                    let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+                    let _ = s.write_all(&req).await;
+                    let mut b = [0u8; 1];
+                    let _ = s.read(&mut b).await;
+                    // Holds the connection, reading nothing more.
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest).await;
+                }
+            }
+        }));
+    }
+    // Let the flood take every slot and fill the queue.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let (t, text) = tokio::time::timeout(server::SCRAPE_TIMEOUT, scrape(port))
+            .await
+            .expect("a scrape failed under the flood");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        took.push(t);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flood {
+        f.abort();
+    }
+    eprintln!("scrapes under a flood of 120 slow clients took {took:?}");
 }

@@ -7,7 +7,9 @@
 //! silently turn submission into "incoming", and for header values with
 //! their leading space (`SMFIP_HDR_LEADSPC`) so the message is rebuilt as
 //! sent. Every decision is made at end of message; errors of our own end in
-//! a temporary failure, never in an accept.
+//! a temporary failure, never in an accept. While the end-of-message
+//! callback works, it watches its connection ([`crate::peer`]): when
+//! Postfix closes it, the check stops and the message counts as abandoned.
 
 use std::ffi::{CStr, CString};
 use std::sync::Arc;
@@ -18,9 +20,9 @@ use indymilter::{
     SetErrorReply, SmtpReply, Status,
 };
 
-use crate::TEMPFAIL;
 use crate::dkim::{Dkim, Origin};
 use crate::session::{Filter, Finished, Session};
+use crate::{Peer, TEMPFAIL};
 
 /// Macros we request at MAIL FROM: the SASL login decides the direction.
 const MAIL_MACROS: &CStr = c"i {auth_type} {auth_authen}";
@@ -42,11 +44,16 @@ pub struct Conn {
 /// The header, end-of-header and body callbacks may wait for memory budget
 /// (see [`crate::budget`]): indymilter reads the next packet only after a
 /// callback returns, so a waiting message is back-pressure on its Postfix
-/// process, not a growing buffer here.
-pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>) -> Callbacks<Conn> {
+/// process, not a growing buffer here. While they wait they watch the
+/// connection too: a message whose Postfix went away stops waiting and
+/// returns its budget at once.
+pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>, peer: Peer) -> Callbacks<Conn> {
     let header_filter = Arc::clone(&filter);
     let eoh_filter = Arc::clone(&filter);
     let body_filter = Arc::clone(&filter);
+    let header_peer = peer.clone();
+    let eoh_peer = peer.clone();
+    let body_peer = peer.clone();
     Callbacks::new()
         .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
         .on_connect(|cx, _host, socket| {
@@ -61,33 +68,47 @@ pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>) -> Callbacks<Conn> {
         .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
         .on_header(move |cx, name, value| {
             let filter = Arc::clone(&header_filter);
+            let peer = header_peer.clone();
             Box::pin(async move {
                 let conn = conn(&mut cx.data);
                 let ls = conn.leading_space;
-                let r = conn
-                    .session
-                    .header(&filter, name.as_bytes(), value.as_bytes(), ls)
-                    .await;
+                let r = unless_gone(
+                    &peer,
+                    conn.session
+                        .header(&filter, name.as_bytes(), value.as_bytes(), ls),
+                )
+                .await;
                 status_of(cx, r)
             })
         })
         .on_eoh(move |cx| {
             let filter = Arc::clone(&eoh_filter);
+            let peer = eoh_peer.clone();
             Box::pin(async move {
-                let r = conn(&mut cx.data).session.end_of_headers(&filter).await;
+                let session = &mut conn(&mut cx.data).session;
+                let r = unless_gone(&peer, session.end_of_headers(&filter)).await;
                 status_of(cx, r)
             })
         })
         .on_body(move |cx, chunk| {
             let filter = Arc::clone(&body_filter);
+            let peer = body_peer.clone();
             Box::pin(async move {
-                let r = conn(&mut cx.data).session.body(&filter, &chunk).await;
+                let session = &mut conn(&mut cx.data).session;
+                let r = unless_gone(&peer, session.body(&filter, &chunk)).await;
                 // The chunk goes now, not when the next one arrives.
                 drop(chunk);
                 status_of(cx, r)
             })
         })
-        .on_eom(move |cx| Box::pin(eom(cx, Arc::clone(&filter), Arc::clone(&dkim))))
+        .on_eom(move |cx| {
+            Box::pin(eom(
+                cx,
+                Arc::clone(&filter),
+                Arc::clone(&dkim),
+                peer.clone(),
+            ))
+        })
         .on_abort(|cx| {
             Box::pin(async move {
                 conn(&mut cx.data).session.abort();
@@ -95,6 +116,27 @@ pub fn callbacks(filter: Arc<Filter>, dkim: Arc<Dkim>) -> Callbacks<Conn> {
             })
         })
 }
+
+/// `step` of the message in progress, unless Postfix closes the
+/// connection first: then `Err(GONE)`, and the session drops the message
+/// (and its budget) when indymilter calls the abort callback on the closed
+/// connection.
+async fn unless_gone(
+    peer: &Peer,
+    step: impl std::future::Future<Output = Result<(), Reply>>,
+) -> Result<(), Reply> {
+    tokio::select! {
+        r = step => r,
+        () = peer.gone() => Err(GONE),
+    }
+}
+
+/// The answer to a message whose Postfix has gone away; nobody reads it.
+const GONE: Reply = Reply {
+    code: 451,
+    enhanced: "4.3.0",
+    text: "Postfix closed the connection",
+};
 
 fn conn(data: &mut Option<Conn>) -> &mut Conn {
     data.get_or_insert_with(Conn::default)
@@ -139,7 +181,12 @@ async fn rcpt(cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
     Status::Continue
 }
 
-async fn eom(cx: &mut EomContext<Conn>, filter: Arc<Filter>, dkim: Arc<Dkim>) -> Status {
+async fn eom(
+    cx: &mut EomContext<Conn>,
+    filter: Arc<Filter>,
+    dkim: Arc<Dkim>,
+    peer: Peer,
+) -> Status {
     let started = std::time::Instant::now();
     let queue_id = cx
         .macros
@@ -167,32 +214,32 @@ async fn eom(cx: &mut EomContext<Conn>, filter: Arc<Filter>, dkim: Arc<Dkim>) ->
         (_, true) => Origin::Local,
         _ => Origin::Peer,
     };
-    // Parsing a large message takes a while: keep it off the reactor. The
-    // reservation goes along: the decision's memory is part of it. It stays
-    // held through the DKIM step, which reads the raw message, and is
-    // returned when that is done, even if this future is not polled to the
-    // end.
-    let decided = tokio::task::spawn_blocking(move || {
-        let v = match origin {
-            Origin::Local => crate::dkim::decide_local(&msg),
-            _ => filter.decide(&msg),
-        };
-        (v, msg.raw, reservation)
-    })
-    .await;
-    let verdict = match decided {
-        Ok((Verdict::Accept(reason), raw, reservation)) => {
-            let dkim_step =
-                crate::dkim::finish(&dkim, origin, raw, &queue_id, &cx.actions, leading_space)
-                    .await;
-            drop(reservation);
-            match dkim_step {
-                Ok(()) => Ok(Verdict::Accept(reason)),
-                Err(reply) => Ok(Verdict::Reject(reply)),
-            }
+    let judging = judge(
+        msg,
+        reservation,
+        origin,
+        &filter,
+        &dkim,
+        &queue_id,
+        &cx.actions,
+        leading_space,
+    );
+    // Postfix sends nothing while it waits for the answer: anything but
+    // silence on the connection is Postfix giving up (its timeout, a
+    // stopped smtpd). The work stops there, and what is counted is what
+    // Postfix did.
+    let verdict = tokio::select! {
+        v = judging => v,
+        () = peer.gone() => {
+            tracing::info!(
+                queue_id,
+                sender,
+                ?direction,
+                "abandoned: Postfix closed the connection before the answer"
+            );
+            chatmail_metrics::milter().abandoned(direction, started);
+            return Status::Tempfail;
         }
-        Ok((v, _, _)) => Ok(v),
-        Err(e) => Err(e),
     };
     chatmail_metrics::milter().decided(direction, verdict.as_ref().ok(), started);
     match verdict {
@@ -225,6 +272,47 @@ async fn eom(cx: &mut EomContext<Conn>, filter: Arc<Filter>, dkim: Arc<Dkim>) ->
     }
 }
 
+/// The encryption verdict on a finished message and, when it accepts, the
+/// DKIM step.
+///
+/// # Errors
+/// When the blocking task of the encryption check failed.
+#[allow(clippy::too_many_arguments)]
+async fn judge(
+    msg: crate::session::MessageData,
+    reservation: Option<crate::budget::Reservation>,
+    origin: Origin,
+    filter: &Arc<Filter>,
+    dkim: &Arc<Dkim>,
+    queue_id: &str,
+    actions: &indymilter::EomActions,
+    leading_space: bool,
+) -> Result<Verdict, tokio::task::JoinError> {
+    // Parsing a large message takes a while: keep it off the reactor. The
+    // reservation goes along: the decision's memory is part of it. It stays
+    // held through the DKIM step, which reads the raw message, and is
+    // returned when that is done, even if this future is not polled to the
+    // end.
+    let filter = Arc::clone(filter);
+    let (verdict, raw, reservation) = tokio::task::spawn_blocking(move || {
+        let v = match origin {
+            Origin::Local => crate::dkim::decide_local(&msg),
+            _ => filter.decide(&msg),
+        };
+        (v, msg.raw, reservation)
+    })
+    .await?;
+    let Verdict::Accept(reason) = verdict else {
+        return Ok(verdict);
+    };
+    let dkim_step = crate::dkim::finish(dkim, origin, raw, queue_id, actions, leading_space).await;
+    drop(reservation);
+    Ok(match dkim_step {
+        Ok(()) => Verdict::Accept(reason),
+        Err(reply) => Verdict::Reject(reply),
+    })
+}
+
 /// Continue on `Ok`, else log and answer with the reply (the message is
 /// over: Postfix sends nothing more of it, so this is its only log line).
 fn status_of(cx: &mut Context<Conn>, r: Result<(), Reply>) -> Status {
@@ -235,6 +323,14 @@ fn status_of(cx: &mut Context<Conn>, r: Result<(), Reply>) -> Status {
                 .macros
                 .get(c"i")
                 .map_or_else(|| "-".to_owned(), |i| i.to_string_lossy().into_owned());
+            if rep == GONE {
+                tracing::info!(
+                    queue_id,
+                    "abandoned before the end of the message: Postfix closed the connection"
+                );
+                conn(&mut cx.data).session.abort();
+                return Status::Tempfail;
+            }
             tracing::info!(queue_id, "rejected before the end of the message: {rep}");
             set_reply(&mut cx.reply, rep)
         }

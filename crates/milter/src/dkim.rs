@@ -157,9 +157,11 @@ impl Dkim {
                 false => Ok(()),
             };
         };
-        match verifier.check(raw).await {
+        let checked = verifier.check_explained(raw).await;
+        let notes = checked.notes;
+        match checked.outcome {
             Outcome::Pass { domain } => {
-                tracing::info!(queue_id, "DKIM pass: d={domain} aligned with From");
+                tracing::info!(queue_id, notes, "DKIM pass: d={domain} aligned with From");
                 chatmail_metrics::milter().dkim_verified("pass");
                 Ok(())
             }
@@ -169,7 +171,7 @@ impl Dkim {
                 Ok(())
             }
             Outcome::Refuse(reply) => {
-                tracing::info!(queue_id, "DKIM refused: {reply}");
+                tracing::info!(queue_id, notes, "DKIM refused: {reply}");
                 let result = if reply.is_transient() {
                     "temperror"
                 } else {

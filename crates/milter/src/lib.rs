@@ -6,9 +6,10 @@
 //! One instance serves both directions: a connection that carries a SASL
 //! login (`{auth_authen}` macro at MAIL FROM) is outgoing, anything else is
 //! incoming. The rules live in `chatmail_e2ee`; [`session`] holds the
-//! per-connection state, [`callbacks`] the protocol glue and [`budget`] the
+//! per-connection state, [`callbacks`] the protocol glue, [`budget`] the
 //! memory budget that bounds what all messages in progress may hold
-//! (docs/milter-memory.md).
+//! (docs/milter-memory.md) and [`peer`] the watch on each connection that
+//! stops a check when Postfix has gone away.
 //!
 //! Postfix settings this daemon expects (docs/design.md, "Failure behaviour"):
 //!
@@ -27,6 +28,7 @@
 pub mod budget;
 pub mod callbacks;
 pub mod dkim;
+pub mod peer;
 pub mod session;
 
 use std::future::Future;
@@ -77,9 +79,25 @@ pub async fn run(
     serve(listener, Arc::new(Filter::new(config)), dkim, shutdown).await
 }
 
+/// The stream of one accepted Postfix connection: counted in
+/// `chatmail_open_connections` (docs/metrics.md) while it is open, and
+/// watched ([`peer`]).
+pub type Stream = peer::Watched<
+    chatmail_net::Counted<indymilter::EitherStream<tokio::net::TcpStream, tokio::net::UnixStream>>,
+>;
+
+/// A callback's handle on its connection (see [`peer`]).
+pub type Peer = peer::Peer<
+    chatmail_net::Counted<indymilter::EitherStream<tokio::net::TcpStream, tokio::net::UnixStream>>,
+>;
+
 /// [`run`] with an encryption [`Filter`] and DKIM part made by the caller: a memory budget
 /// of its own ([`Filter::with_limits`]) whose gauge it reads, or
 /// [`Dkim::disabled`] for tests of the encryption rules alone.
+///
+/// Each connection is served by an indymilter instance of its own, with
+/// callbacks that hold that connection's [`Peer`] handle: indymilter gives
+/// a callback no way to tell which connection it serves.
 ///
 /// # Errors
 /// As [`run`].
@@ -89,42 +107,74 @@ pub async fn serve(
     dkim: Arc<Dkim>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let listener = match listener {
-        Listener::Unix(l, _) => EitherListener::Unix(Counting(l)),
-        Listener::Tcp(l) => EitherListener::Tcp(Counting(l)),
+    let mut listener = match listener {
+        Listener::Unix(l, _) => EitherListener::Unix(l),
+        Listener::Tcp(l) => EitherListener::Tcp(l),
     };
-    let milter_config = indymilter::Config {
-        max_connections: MAX_CONNECTIONS,
-        ..Default::default()
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut sessions = tokio::task::JoinSet::new();
+    let accepting = async {
+        loop {
+            // Never closed: acquiring fails only if it were.
+            let permit = Arc::clone(&permits)
+                .acquire_owned()
+                .await
+                .map_err(io::Error::other)?;
+            let io = indymilter::Listener::accept(&mut listener).await?;
+            while sessions.try_join_next().is_some() {}
+            let (stream, peer) = peer::watch(chatmail_net::Counted::new(io));
+            let callbacks =
+                callbacks::callbacks(Arc::clone(&filter), Arc::clone(&dkim), peer.clone());
+            let mut stopping = stopping.clone();
+            sessions.spawn(async move {
+                // The instance ends with its one session, or at shutdown
+                // (then its session ends at its next read, as before).
+                let end = async move {
+                    tokio::select! {
+                        () = peer.finished() => {}
+                        _ = stopping.wait_for(|s| *s) => {}
+                    }
+                };
+                let config = indymilter::Config {
+                    max_connections: 1,
+                    ..Default::default()
+                };
+                if let Err(e) = indymilter::run(One(Some(stream)), callbacks, config, end).await {
+                    tracing::warn!("milter connection: {e}");
+                }
+                drop(permit);
+            });
+        }
+    };
+    let result = tokio::select! {
+        r = accepting => r,
+        () = shutdown => Ok(()),
     };
     // Messages waiting for memory would hold up the shutdown for as long
     // as they may wait: closing the budget ends their wait with a
     // temporary failure.
-    let budget_filter = Arc::clone(&filter);
-    let shutdown = async move {
-        shutdown.await;
-        budget_filter.budget().close();
-    };
-    indymilter::run(
-        listener,
-        callbacks::callbacks(filter, dkim),
-        milter_config,
-        shutdown,
-    )
-    .await
+    filter.budget().close();
+    drop(listener);
+    let _ = stop.send(true);
+    while sessions.join_next().await.is_some() {}
+    result
 }
 
-/// A listener whose connections count in `chatmail_open_connections`
-/// (docs/metrics.md) while they are open.
-struct Counting<L>(L);
+/// A listener that yields one stream, already accepted.
+struct One(Option<Stream>);
 
-impl<L: indymilter::Listener> indymilter::Listener for Counting<L> {
-    type Io = chatmail_net::Counted<L::Io>;
+impl indymilter::Listener for One {
+    type Io = Stream;
 
     fn poll_accept(
         &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<Self::Io>> {
-        self.0.poll_accept(cx).map_ok(chatmail_net::Counted::new)
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<Stream>> {
+        match self.0.take() {
+            Some(s) => std::task::Poll::Ready(Ok(s)),
+            // Its instance ends with the session; nothing more comes.
+            None => std::task::Poll::Pending,
+        }
     }
 }

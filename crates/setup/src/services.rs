@@ -217,11 +217,18 @@ pub fn run(steps: &[Step], root: &Path, out: &mut dyn Write) -> Vec<String> {
         match run_command(&step.command) {
             Ok(()) => {
                 if let Some((service, fp)) = &step.applied
-                    && let Err(e) =
-                        crate::files::write_atomic(&dir.join(service), format!("{fp}\n").as_bytes(), 0o644)
+                    && let Err(e) = crate::files::write_atomic(
+                        &dir.join(service),
+                        format!("{fp}\n").as_bytes(),
+                        0o644,
+                    )
                 {
                     // Only costs a restart on the next run.
-                    let _ = writeln!(out, "warning: cannot record {service}'s state in {}: {e}", dir.display());
+                    let _ = writeln!(
+                        out,
+                        "warning: cannot record {service}'s state in {}: {e}",
+                        dir.display()
+                    );
                 }
             }
             Err(detail) => {
@@ -277,9 +284,17 @@ mod tests {
 
     fn fingerprints() -> Fingerprints {
         let mut f = Fingerprints::default();
-        f.add(Reader::Daemons, Path::new("/etc/chatmail/chatmail.ini"), b"a");
+        f.add(
+            Reader::Daemons,
+            Path::new("/etc/chatmail/chatmail.ini"),
+            b"a",
+        );
         f.add(Reader::Postfix, Path::new("/etc/postfix/main.cf"), b"b");
-        f.add(Reader::Dovecot, Path::new("/etc/dovecot/dovecot.conf"), b"c");
+        f.add(
+            Reader::Dovecot,
+            Path::new("/etc/dovecot/dovecot.conf"),
+            b"c",
+        );
         f.add(Reader::Nginx, Path::new("/etc/nginx/sites-enabled/x"), b"d");
         f.add(Reader::Milter, Path::new("/etc/dkimkeys/k"), b"e");
         f
@@ -354,10 +369,19 @@ mod tests {
                     "systemctl restart chatmail-milter.service",
                 ],
             ),
-            (Reader::Milter, &["systemctl restart chatmail-milter.service"]),
-            (Reader::Postfix, &["systemctl reload-or-restart postfix.service"]),
+            (
+                Reader::Milter,
+                &["systemctl restart chatmail-milter.service"],
+            ),
+            (
+                Reader::Postfix,
+                &["systemctl reload-or-restart postfix.service"],
+            ),
             (Reader::Dovecot, &["systemctl restart dovecot.service"]),
-            (Reader::Nginx, &["systemctl reload-or-restart nginx.service"]),
+            (
+                Reader::Nginx,
+                &["systemctl reload-or-restart nginx.service"],
+            ),
         ];
         for (reader, expected) in cases {
             let mut g = f.clone();
@@ -376,7 +400,11 @@ mod tests {
         let mut f = Fingerprints::default();
         f.add(Reader::Postfix, Path::new("/etc/postfix/main.cf"), b"b");
         let steps = plan(&[], &f, true, &|_| None);
-        assert!(!commands(&steps).iter().any(|c| c.contains("nginx") || c.contains("fcgiwrap")));
+        assert!(
+            !commands(&steps)
+                .iter()
+                .any(|c| c.contains("nginx") || c.contains("fcgiwrap"))
+        );
     }
 
     #[test]

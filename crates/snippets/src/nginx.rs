@@ -160,7 +160,8 @@ mod tests {
             "    listen 80;\n    listen [::]:80;\n",
             "    listen 443 ssl;\n    listen [::]:443 ssl;\n",
             "server_name chat.example.org mta-sts.chat.example.org www.chat.example.org;",
-            "return 301 https://$host$request_uri;",
+            "return 301 https://$chatmail_https_host$request_uri;",
+            "    default chat.example.org;\n    mta-sts.chat.example.org mta-sts.chat.example.org;\n",
             "return 302 dcaccount:https://chat.example.org/new;",
             "ssl_certificate /c.pem;",
             "root /etc/chatmail/www;",
@@ -174,7 +175,10 @@ mod tests {
         sandbox.https_port = 8443;
         sandbox.https_listen = vec!["127.0.0.1:8443".into()];
         let conf = nginx_conf(&sandbox);
-        assert!(conf.contains("return 301 https://$host:8443$request_uri;"));
+        assert!(conf.contains("return 301 https://$chatmail_https_host:8443$request_uri;"));
+        // No redirect names the Host header as sent.
+        assert!(!conf.contains("https://$host"), "{conf}");
+        assert!(!conf.contains("$http_host"), "{conf}");
         assert!(conf.contains("listen 127.0.0.1:8443 ssl;"));
         let _ = Path::new(WWW_ROOT);
     }
