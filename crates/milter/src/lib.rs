@@ -128,8 +128,9 @@ pub async fn serve(
                 callbacks::callbacks(Arc::clone(&filter), Arc::clone(&dkim), peer.clone());
             let mut stopping = stopping.clone();
             sessions.spawn(async move {
-                // The instance ends with its one session, or at shutdown
-                // (then its session ends at its next read, as before).
+                // The instance ends with its one session, or at shutdown:
+                // then the session ends at its next read, so a message
+                // being decided gets its answer first.
                 let end = async move {
                     tokio::select! {
                         () = peer.finished() => {}
