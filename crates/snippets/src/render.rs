@@ -424,7 +424,7 @@ mod tests {
             POSTFIX_MAIN_CF,
             POSTFIX_MASTER_CF,
             DOVECOT_CONF,
-            DOVECOT_AUTH_EXT,
+            DOVECOT_AUTH_LUA,
             DOVECOT_24_CONF,
         ] {
             let out = relocate(snippet, state, Path::new("/tmp/sb/bin/chatmail"));
@@ -610,7 +610,7 @@ mod tests {
                 .any(|l| l.trim() == "\"COMPRESS=DEFLATE\" = no")
         );
         assert!(!DOVECOT_CONF.contains("zlib"));
-        let ext = DOVECOT_AUTH_EXT;
+        let ext = DOVECOT_AUTH_LUA;
         for path in [
             "/run/chatmail-auth/auth.socket",
             "/run/chatmail-metadata/metadata.socket",
@@ -621,6 +621,7 @@ mod tests {
             "/etc/ssl/private/chatmail.key",
             "/usr/bin/chatmail quota-expire",
             "/etc/dovecot/chatmail-push.lua",
+            "/etc/dovecot/chatmail-auth.lua",
         ] {
             assert!(
                 DOVECOT_CONF.contains(path) || ext.contains(path),
