@@ -372,23 +372,26 @@ class PrivateRelay:
                 parts.append(f"plugin {{\n  {key[len('plugin/'):]} = {uri}\n}}")
             else:
                 pytest.fail(f"the test overlay cannot move {key}", pytrace=False)
-        # The passdb/userdb dict settings name the auth socket in a file of
-        # their own; the auth processes read a copy with the socket moved.
+        # The Lua passdb/userdb of Dovecot 2.3 names the auth socket in its
+        # script; the auth processes run a copy with the socket moved.
         args = []
         for key, value in settings.items():
             m = re.fullmatch(r"(passdb|userdb)/(\d+)/args", key)
-            if m and settings[f"{m.group(1)}/{m.group(2)}/driver"] == "dict":
-                assert value.startswith(f"{self.etc}/"), f"{key} = {value}: not in the tree"
-                ext = Path(value).read_text()
-                copy = self.run_dir / f"{m.group(1)}-{m.group(2)}.conf.ext"
+            if m and settings[f"{m.group(1)}/{m.group(2)}/driver"] == "lua":
+                script = re.fullmatch(r"file=(\S+) blocking=yes", value).group(1)
+                assert script.startswith(f"{self.etc}/"), f"{key} = {value}: not in the tree"
+                lua = Path(script).read_text()
+                copy = self.run_dir / f"{m.group(1)}-{m.group(2)}.lua"
                 copy.write_text(re.sub(
-                    r"^(uri\s*=\s*proxy:)(/[^:]+)",
+                    r'^(local socket_path = ")(/[^"]+)',
                     lambda u: u.group(1) + self.private(u.group(2)),
-                    ext, flags=re.M,
+                    lua, flags=re.M,
                 ))
                 copy.chmod(0o644)
-                args += ["-o", f"{key}={copy}"]
-        assert args, "setup configured no dict passdb/userdb"
+                # (blocking=yes is the default: an executable line takes no
+                # argument with a blank in it.)
+                args += ["-o", f"{key}=file={copy}"]
+        assert args, "setup configured no Lua passdb/userdb"
         for service in ["auth", "auth-worker"]:
             executable = settings[f"service/{service}/executable"]
             parts.append(
@@ -543,7 +546,7 @@ def test_setup_applies_everything_on_the_first_run(setup_tree):
         "postfix/chatmail-login-map",
         "postfix/chatmail-submission-header-cleanup",
         "dovecot/conf.d/90-chatmail.conf",
-        "dovecot/chatmail-auth.conf.ext",
+        "dovecot/chatmail-auth.lua",
         "dovecot/chatmail-push.lua",
     ]:
         assert f"created {etc / f}\n" in out, out
@@ -625,8 +628,8 @@ def test_the_stock_includes_keep_setups_dovecot_settings(setup_tree):
     ]
     # Only ours: the system (PAM) passdb is disabled.
     assert passdbs == [
-        "passdb/0/driver=dict",
-        f"passdb/0/args={setup_tree.etc}/dovecot/chatmail-auth.conf.ext",
+        "passdb/0/driver=lua",
+        f"passdb/0/args=file={setup_tree.etc}/dovecot/chatmail-auth.lua blocking=yes",
     ]
 
 
@@ -647,7 +650,7 @@ def test_the_overlay_only_moves_the_instance(relay):
         output("postconf", "-c", relay.postfix_dir, "-n"),
         output("postconf", "-c", relay.postfix_dir, "-M"),
         output("doveconf", "-c", relay.dovecot_conf, "-S"),
-        *(f.read_text() for f in relay.run_dir.glob("*.conf.ext")),
+        *(f.read_text() for f in relay.run_dir.glob("*.lua")),
     ])
     top = str(relay.top)
 

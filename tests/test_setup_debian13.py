@@ -92,7 +92,7 @@ def test_setup_writes_the_dovecot_24_dialect(setup_tree):
     conf = (dovecot / "conf.d/90-chatmail.conf").read_text()
     assert "passdb lua {" in conf and "dovecot/2.4/chatmail.conf" in conf
     assert (dovecot / "chatmail-auth.lua").read_text() == (
-        test_setup.REPO / "dovecot/2.4/chatmail-auth.lua"
+        test_setup.REPO / "dovecot/chatmail-auth.lua"
     ).read_text()
     assert not (dovecot / "chatmail-auth.conf.ext").exists()
     # Dovecot 2.4 itself accepts the result.

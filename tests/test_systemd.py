@@ -15,8 +15,10 @@ The sandbox tests are the fast path; this is the slow, true one.
 """
 import json
 import os
+import random
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import tempfile
@@ -383,6 +385,36 @@ def test_delta_chat_secure_join_messages_and_push(machine, push_gateway, rpc):
 def test_a_wrong_password_gets_535_quickly(machine):
     code, seconds = machine.client("login", f"nobody@{DOMAIN}", "wrong-password-123456")
     assert code == 535 and seconds < 5, (code, seconds)
+
+
+def test_no_password_in_the_journal_while_auth_is_down(machine):
+    """With chatmail-auth stopped, a login fails and the tried password
+    reaches neither the journal, of any unit (Dovecot's and Postfix's
+    included), nor a file under /var/log: on Debian 12's Dovecot 2.3 as on
+    13's 2.4 the Lua passdb never puts it into a message."""
+    addr = "".join(random.choice(string.ascii_lowercase) for _ in range(9)) + f"@{DOMAIN}"
+    password = "down-" + os.urandom(8).hex()
+    since = machine.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    machine.sh("systemctl stop chatmail-auth.service")
+    try:
+        code, _ = machine.client("login", addr, password)
+        # Dovecot answers a temporary failure (IMAP: [UNAVAILABLE]), which
+        # Postfix reports as "535 5.7.8 ... (reason unavailable)".
+        assert code == 535, code
+        # Dovecot logged the failure of the passdb (the daemon is down).
+        deadline = time.time() + 10
+        while "passdb-lua" not in machine.sh(
+            f"journalctl --no-pager -o cat --since '{since}' -u dovecot.service"
+        ).stdout:
+            assert time.time() < deadline, "no passdb-lua error in the journal"
+            time.sleep(0.2)
+        journal = machine.sh("journalctl --no-pager -o cat").stdout
+        assert password not in journal
+        files = machine.sh(f"grep -rlF -- '{password}' /var/log", check=False)
+        assert files.returncode == 1 and not files.stdout, files.stdout
+    finally:
+        machine.sh("systemctl start chatmail-auth.service")
+    assert machine.failed_units() == ""
 
 
 def test_expire_and_report_run(machine):

@@ -6,8 +6,8 @@ a NOOP (the floor: TLS, imap-login, loopback), then LOGIN of the new address
 (account creation: rules, SHA512-CRYPT hashing, the password file), then on a
 second connection LOGIN again (an existing account: lookup and hash check).
 Prints p50/p90/max of each and their ratio to the NOOP round trip measured in
-the same run, so Dovecot 2.3's dict passdb and Dovecot 2.4's Lua passdb can
-be compared on a busy machine (docs/dovecot-2.4.md).
+the same run, so passdbs (Dovecot 2.3's former dict passdb, the Lua passdb
+on 2.3 and 2.4) can be compared on a busy machine (docs/dovecot-2.4.md).
 
     python3 tools/bench_login.py --relay-json DIR/relay.json [--accounts 200]
 

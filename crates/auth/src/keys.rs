@@ -1,6 +1,7 @@
-//! The dict keys Dovecot's `passdb dict` / `userdb dict` drivers send, as
-//! configured in the shipped `dovecot/chatmail-auth.conf.ext`:
-//! `shared/passdb/<%E password>"<%E user>` and `shared/userdb/<%E user>`.
+//! The dict keys the shipped Lua passdb/userdb (`dovecot/chatmail-auth.lua`,
+//! Dovecot 2.3 and 2.4) sends, the ones Dovecot 2.3's `passdb dict` /
+//! `userdb dict` drivers sent: `shared/passdb/<%E password>"<%E user>` and
+//! `shared/userdb/<%E user>`.
 //!
 //! Dovecot's `%E` modifier escapes `"`, `'` and `\` with a backslash
 //! (doc.dovecot.org, "Config variables", modifiers), so the first unescaped

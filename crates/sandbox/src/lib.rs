@@ -688,18 +688,9 @@ impl Sandbox {
         dialect: Dialect,
     ) -> Result<(), SandboxError> {
         let l = &self.layout;
-        let (snippet, auth) = match dialect {
-            Dialect::V23 => (
-                files::DOVECOT_CONF,
-                (
-                    "chatmail-auth.conf.ext",
-                    render::relocate(files::DOVECOT_AUTH_EXT, &l.state, exe),
-                ),
-            ),
-            Dialect::V24 => (
-                files::DOVECOT_24_CONF,
-                ("chatmail-auth.lua", files::DOVECOT_24_AUTH_LUA.to_owned()),
-            ),
+        let snippet = match dialect {
+            Dialect::V23 => files::DOVECOT_CONF,
+            Dialect::V24 => files::DOVECOT_24_CONF,
         };
         let conf = render::dovecot_sandbox_conf(
             dialect,
@@ -716,7 +707,12 @@ impl Sandbox {
                 render::relocate(&render::dovecot_limits(snippet, config), &l.state, exe),
             ),
             ("chatmail-push.lua", files::DOVECOT_PUSH_LUA.to_owned()),
-            auth,
+            // Relocated: Dovecot 2.3 cannot pass the socket, the script's
+            // default path is the one it uses.
+            (
+                "chatmail-auth.lua",
+                render::relocate(files::DOVECOT_AUTH_LUA, &l.state, exe),
+            ),
         ] {
             fs::write(l.p("dovecot").join(name), text).ctx(|| format!("writing dovecot/{name}"))?;
         }

@@ -327,7 +327,7 @@ pub fn dovecot_include(dovecot_conf: &str) -> Option<String> {
 
 /// Debian's `conf.d/10-auth.conf` with its `!include auth-system.conf.ext`
 /// commented out, or `None` when it is not active. Left in, PAM would be
-/// asked before our dict passdb, so every system account with a password
+/// asked before our Lua passdb, so every system account with a password
 /// could log in over IMAP and SMTP.
 pub fn disable_system_auth(auth_conf: &str) -> Option<String> {
     let active = |l: &str| {
@@ -461,6 +461,22 @@ pub fn dovecot_block_value(text: &str, anchor: &str, keys: &[&str]) -> Option<St
     None
 }
 
+/// The script a Dovecot 2.3 Lua passdb/userdb runs: `file=` of its `args`.
+pub fn lua_args_file(args: &str) -> Option<&str> {
+    args.split_whitespace()
+        .find_map(|a| a.strip_prefix("file="))
+}
+
+/// The socket `chatmail-auth.lua` connects to unless Dovecot 2.4 names
+/// another: its `local socket_path = "..."` line.
+pub fn lua_script_socket(script: &str) -> Option<&str> {
+    script.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("local socket_path = \"")?
+            .strip_suffix('"')
+    })
+}
+
 /// Whether a Dovecot settings text (the 2.4 snippet as installed, or
 /// `doveconf -n` of Dovecot 2.4) authenticates through the Lua passdb.
 pub fn dovecot_uses_lua_passdb(text: &str) -> bool {
@@ -470,6 +486,17 @@ pub fn dovecot_uses_lua_passdb(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dovecot_23_lua_passdb_script_and_socket() {
+        let args = dovecot_value(shipped::DOVECOT_CONF, "args").unwrap();
+        assert_eq!(lua_args_file(&args), Some("/etc/dovecot/chatmail-auth.lua"));
+        assert_eq!(
+            lua_script_socket(shipped::DOVECOT_AUTH_LUA),
+            Some("/run/chatmail-auth/auth.socket")
+        );
+        assert_eq!(lua_args_file("blocking=yes"), None);
+    }
 
     #[test]
     fn dovecot_24_values_from_snippet_and_doveconf() {

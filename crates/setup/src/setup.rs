@@ -564,12 +564,6 @@ fn plan_dovecot(
             0o644,
             Some("dovecot"),
         )?;
-        plan.add(
-            "/etc/dovecot/chatmail-auth.lua",
-            shipped::DOVECOT_24_AUTH_LUA.into(),
-            0o644,
-            Some("dovecot"),
-        )?;
     } else {
         plan.add(
             render::DOVECOT_CONF_D,
@@ -577,13 +571,14 @@ fn plan_dovecot(
             0o644,
             Some("dovecot"),
         )?;
-        plan.add(
-            "/etc/dovecot/chatmail-auth.conf.ext",
-            roots.relocate(shipped::DOVECOT_AUTH_EXT),
-            0o644,
-            Some("dovecot"),
-        )?;
     }
+    // The passdb/userdb of both versions (docs/dovecot-2.4.md).
+    plan.add(
+        "/etc/dovecot/chatmail-auth.lua",
+        shipped::DOVECOT_AUTH_LUA.into(),
+        0o644,
+        Some("dovecot"),
+    )?;
     plan.add(
         "/etc/dovecot/chatmail-push.lua",
         shipped::DOVECOT_PUSH_LUA.into(),

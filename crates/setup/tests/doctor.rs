@@ -290,7 +290,7 @@ async fn unwired_postfix_and_dovecot_fail() {
         text.replace("smtpd_milters = unix:chatmail/milter.socket\n", ""),
     )
     .unwrap();
-    fs::remove_file(relay.etc.join("dovecot/chatmail-auth.conf.ext")).unwrap();
+    fs::remove_file(relay.etc.join("dovecot/chatmail-auth.lua")).unwrap();
     let report = doctor(&relay.options()).await;
     let text = report.to_string();
     assert_eq!(

@@ -85,7 +85,7 @@ fn applies_the_snippets() {
         "\nssl_cert = <{}/ssl/certs/chatmail.pem\n",
         etc.display()
     )));
-    assert!(etc.join("dovecot/chatmail-auth.conf.ext").exists());
+    assert!(etc.join("dovecot/chatmail-auth.lua").exists());
     let auth = fs::read_to_string(etc.join("dovecot/conf.d/10-auth.conf")).unwrap();
     assert!(
         auth.contains("\n#!include auth-system.conf.ext\n"),
@@ -360,7 +360,7 @@ fn with_etc_the_tree_names_only_its_own_files() {
         (
             "dovecot/conf.d/90-chatmail.conf",
             vec![
-                format!("  args = {e}/dovecot/chatmail-auth.conf.ext"),
+                format!("  args = file={e}/dovecot/chatmail-auth.lua blocking=yes"),
                 format!("  push_notification_driver = lua:file={e}/dovecot/chatmail-push.lua"),
                 format!("ssl_cert = <{e}/ssl/certs/chatmail.pem"),
                 format!("ssl_key = <{e}/ssl/private/chatmail.key"),
@@ -383,7 +383,7 @@ fn with_etc_the_tree_names_only_its_own_files() {
         "postfix/chatmail-login-map",
         "postfix/chatmail-submission-header-cleanup",
         "dovecot/conf.d/90-chatmail.conf",
-        "dovecot/chatmail-auth.conf.ext",
+        "dovecot/chatmail-auth.lua",
         "dovecot/chatmail-push.lua",
         "chatmail/chatmail.ini",
     ] {
@@ -408,7 +408,7 @@ fn with_etc_the_tree_names_only_its_own_files() {
     for f in [
         "postfix/chatmail-login-map",
         "postfix/chatmail-submission-header-cleanup",
-        "dovecot/chatmail-auth.conf.ext",
+        "dovecot/chatmail-auth.lua",
         "dovecot/chatmail-push.lua",
         "ssl/certs/chatmail.pem",
         "ssl/private/chatmail.key",

@@ -144,8 +144,8 @@ mod tests {
 
     #[test]
     fn postfix_and_dovecot_snippets_name_the_tables_sockets() {
-        let dovecot_23 = format!("{}{}", files::DOVECOT_CONF, files::DOVECOT_AUTH_EXT);
-        let dovecot_24 = format!("{}{}", files::DOVECOT_24_CONF, files::DOVECOT_24_AUTH_LUA);
+        let dovecot_23 = format!("{}{}", files::DOVECOT_CONF, files::DOVECOT_AUTH_LUA);
+        let dovecot_24 = format!("{}{}", files::DOVECOT_24_CONF, files::DOVECOT_AUTH_LUA);
         for d in DAEMONS {
             match d.postfix_socket() {
                 Some(rel) => {

@@ -22,13 +22,12 @@ pub const DOVECOT_CONF: &str = include_str!("../../../dovecot/chatmail.conf");
 pub const DOVECOT_PUSH_LUA: &str = include_str!("../../../dovecot/chatmail-push.lua");
 /// The appversions list the package installs.
 pub const APPVERSIONS_JSON: &str = include_str!("../../../packaging/appversions.json");
-/// The shipped dict passdb/userdb settings.
-pub const DOVECOT_AUTH_EXT: &str = include_str!("../../../dovecot/chatmail-auth.conf.ext");
+/// The shipped Lua passdb/userdb (Dovecot 2.3 and 2.4), a client of
+/// `chatmail auth`.
+pub const DOVECOT_AUTH_LUA: &str = include_str!("../../../dovecot/chatmail-auth.lua");
 
 /// The shipped Dovecot 2.4 settings (docs/dovecot-2.4.md).
 pub const DOVECOT_24_CONF: &str = include_str!("../../../dovecot/2.4/chatmail.conf");
-/// The shipped Lua passdb/userdb for Dovecot 2.4, a client of `chatmail auth`.
-pub const DOVECOT_24_AUTH_LUA: &str = include_str!("../../../dovecot/2.4/chatmail-auth.lua");
 
 /// The shipped `/new` CGI wrapper (run by fcgiwrap).
 pub const NEWEMAIL_CGI: &str = include_str!("../../../nginx/newemail.cgi");

@@ -424,7 +424,7 @@ mod tests {
             POSTFIX_MAIN_CF,
             POSTFIX_MASTER_CF,
             DOVECOT_CONF,
-            DOVECOT_AUTH_EXT,
+            DOVECOT_AUTH_LUA,
             DOVECOT_24_CONF,
         ] {
             let out = relocate(snippet, state, Path::new("/tmp/sb/bin/chatmail"));
@@ -596,13 +596,21 @@ mod tests {
             all(DOVECOT_CONF, "process_limit"),
             all(DOVECOT_24_CONF, "process_limit")
         );
-        // Hibernation is per version by design (docs/latency.md).
+        // Hibernation after 1 s on both (docs/latency.md); 2.4 must not offer
+        // COMPRESS, under which no connection can hibernate (2.3 has no
+        // COMPRESS without its imap_zlib plugin, which is never loaded).
         assert_eq!(value_of(DOVECOT_CONF, "imap_hibernate_timeout"), Some("1s"));
         assert_eq!(
             value_of(DOVECOT_24_CONF, "imap_hibernate_timeout"),
-            Some("0")
+            Some("1s")
         );
-        let ext = DOVECOT_AUTH_EXT;
+        assert!(
+            DOVECOT_24_CONF
+                .lines()
+                .any(|l| l.trim() == "\"COMPRESS=DEFLATE\" = no")
+        );
+        assert!(!DOVECOT_CONF.contains("zlib"));
+        let ext = DOVECOT_AUTH_LUA;
         for path in [
             "/run/chatmail-auth/auth.socket",
             "/run/chatmail-metadata/metadata.socket",
@@ -613,6 +621,7 @@ mod tests {
             "/etc/ssl/private/chatmail.key",
             "/usr/bin/chatmail quota-expire",
             "/etc/dovecot/chatmail-push.lua",
+            "/etc/dovecot/chatmail-auth.lua",
         ] {
             assert!(
                 DOVECOT_CONF.contains(path) || ext.contains(path),

@@ -225,17 +225,35 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
     }
     dict("metadata", "mail_attribute_dict", &source, &text);
     dict("lastlogin", "last_login_dict", &source, &text);
-    let ext_name = render::dovecot_value(&text, "args")
-        .unwrap_or_else(|| "/etc/dovecot/chatmail-auth.conf.ext".into());
-    let ext_path = roots.host(Path::new(&ext_name));
-    match std::fs::read_to_string(&ext_path) {
-        Ok(ext) => dict("auth", "uri", &ext_path.display().to_string(), &ext),
-        Err(e) => checks.push(Check::fail(
+    // Dovecot 2.3 cannot pass the Lua passdb a socket: the script's own
+    // default is the one it uses (docs/dovecot-2.4.md).
+    let script = render::dovecot_value(&text, "args")
+        .and_then(|args| render::lua_args_file(&args).map(str::to_owned))
+        .unwrap_or_else(|| "/etc/dovecot/chatmail-auth.lua".into());
+    let script_path = roots.host(Path::new(&script));
+    let want = opts.socket("auth");
+    checks.push(match std::fs::read_to_string(&script_path) {
+        Ok(lua) => match render::lua_script_socket(&lua) {
+            Some(p) if Path::new(p) == want => Check::ok(
+                "dovecot auth",
+                format!("{} uses {}", script_path.display(), want.display()),
+            ),
+            other => Check::fail(
+                "dovecot auth",
+                format!(
+                    "{} names {other:?}, not {}",
+                    script_path.display(),
+                    want.display()
+                ),
+                fix,
+            ),
+        },
+        Err(e) => Check::fail(
             "dovecot auth",
-            format!("passdb/userdb args {}: {e}", ext_path.display()),
+            format!("passdb/userdb script {}: {e}", script_path.display()),
             fix,
-        )),
-    }
+        ),
+    });
     let cert = render::dovecot_value(&text, "ssl_cert")
         .map(|c| PathBuf::from(c.trim_start_matches('<').trim()));
     (checks, cert)

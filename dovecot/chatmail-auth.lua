@@ -1,10 +1,8 @@
--- chatmail-auth.lua: Dovecot 2.4 passdb and userdb answered by `chatmail auth`.
+-- chatmail-auth.lua: Dovecot passdb and userdb answered by `chatmail auth`,
+-- for Dovecot 2.3 (Debian 12) and 2.4 (Debian 13) alike.
 --
--- Dovecot 2.4 has no dict passdb/userdb any more. This script asks the same
--- daemon the same questions the 2.3 dict driver asks, over its Unix socket
--- and in the same Dovecot dict protocol (handshake `H`, lookup `L`, iterate
--- `I`; docs/dovecot-2.4.md), so both Dovecot versions share one
--- implementation of the account rules (crates/auth):
+-- The script asks the daemon over its Unix socket, in the Dovecot dict
+-- protocol (handshake `H`, lookup `L`, iterate `I`; docs/dovecot-2.4.md):
 --
 --   passdb: L shared/passdb/<password>"<user>  -> O {"password": "{SHA512-CRYPT}...", ...}
 --                                              or N (no such account, none created)
@@ -16,8 +14,14 @@
 -- When `chatmail auth` cannot be reached or fails, the login fails with a
 -- temporary error and nothing is created. Dovecot runs Lua passdbs and
 -- userdbs in its auth-worker processes, so the blocking socket calls below
--- hold up one worker, never the auth process. The password is sent only on
--- the socket; no message below contains it.
+-- hold up one worker, never the auth process; each worker keeps one
+-- connection to the daemon. The password is sent only on the socket; no
+-- message below contains it. (Dovecot 2.3's dict passdb, used before,
+-- put the password into the lookup key and logged that key whenever the
+-- lookup failed: docs/dovecot-2.4.md.)
+--
+-- Dovecot 2.4 passes the socket in `lua_settings { socket = ... }`; 2.3
+-- accepts no such argument, and uses the path below.
 
 local unix = require("socket.unix")
 
