@@ -190,11 +190,14 @@ class Machine:
         if self.proc and self.proc.poll() is None:
             self.shutdown()
         subprocess.run(["umount", "-l", str(self.merged)], check=False)
+        # nspawn and the container's systemd made cgroups below ours:
+        # removed deepest first, once their processes are gone.
         for cg in self.cgroups:
-            try:
-                cg.rmdir()
-            except OSError:
-                pass
+            for d in sorted((p for p in cg.rglob("*") if p.is_dir()), reverse=True) + [cg]:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
         if not os.environ.get("CHATMAIL_KEEP_SANDBOX"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
