@@ -11,6 +11,7 @@
 //! `dkim`, `accounts`, `config`; must not depend on `sandbox` or on a daemon
 //! crate (docs/design.md, "Crates").
 
+mod created;
 pub mod dns;
 pub mod doctor;
 pub mod files;

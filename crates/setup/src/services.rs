@@ -250,6 +250,12 @@ fn run_command(command_line: &str) -> Result<(), String> {
     let mut words = command_line.split_whitespace();
     let mut cmd = Command::new(words.next().unwrap_or_default());
     cmd.args(words);
+    command_status(&mut cmd)
+}
+
+/// Runs `cmd`; on failure, its exit status and stderr (or why it could not
+/// start).
+pub(crate) fn command_status(cmd: &mut Command) -> Result<(), String> {
     let output = cmd.output().map_err(|e| e.to_string())?;
     if output.status.success() {
         Ok(())

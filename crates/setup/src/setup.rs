@@ -8,11 +8,11 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chatmail_config::{Config, ConfigError};
 use chatmail_snippets::files as shipped;
 
+use crate::created::{ensure_dkim_key, ensure_mailboxes_dir, self_signed_certificate};
 use crate::files::{self, Roots};
 use crate::render::{self, TlsFiles};
 use crate::services::{self, Fingerprints, Reader};
@@ -107,7 +107,7 @@ pub enum SetupError {
     },
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SetupError {
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SetupError {
     let path = path.to_owned();
     move |source| SetupError::Io { what, path, source }
 }
@@ -780,7 +780,7 @@ fn acme_certificate(
     Ok(())
 }
 
-fn wln(out: &mut dyn Write, args: fmt::Arguments<'_>) -> Result<(), SetupError> {
+pub(crate) fn wln(out: &mut dyn Write, args: fmt::Arguments<'_>) -> Result<(), SetupError> {
     writeln!(out, "{args}").map_err(io_err("printing", Path::new("-")))
 }
 
@@ -823,124 +823,5 @@ fn check_domain(domain: &str) -> Result<Config, SetupError> {
         Ok((config, _)) => Ok(config),
         Err(chatmail_config::ConfigError::Invalid { reason, .. }) => Err(bad(reason)),
         Err(e) => Err(bad(e.to_string())),
-    }
-}
-
-/// The same kind of certificate the sandbox makes (and chatmaild's
-/// self-signed mode): P-256, ten years, the domain as CN and SAN.
-fn self_signed_certificate(domain: &str, cert: &Path, key: &Path) -> Result<(), SetupError> {
-    use std::os::unix::fs::DirBuilderExt;
-    // A missing key directory is made private, like Debian's /etc/ssl/private.
-    for (dir, mode) in [(cert.parent(), 0o755), (key.parent(), 0o700)] {
-        if let Some(dir) = dir.filter(|d| !d.exists()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(dir)
-                .map_err(io_err("creating", dir))?;
-        }
-    }
-    // openssl writes the key with the umask; make it private from the start
-    // by writing into a private temp name, then renaming.
-    let key_tmp = key.with_extension("key.chatmail-setup.tmp");
-    let cert_tmp = cert.with_extension("pem.chatmail-setup.tmp");
-    let mut cmd =
-        chatmail_snippets::render::self_signed_cert_command(domain, None, &key_tmp, &cert_tmp);
-    let result = run_command(&mut cmd, "openssl req -x509 ...");
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&key_tmp);
-        let _ = std::fs::remove_file(&cert_tmp);
-        return Err(e);
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key_tmp, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("chmod", &key_tmp))?;
-    std::fs::set_permissions(&cert_tmp, std::fs::Permissions::from_mode(0o644))
-        .map_err(io_err("chmod", &cert_tmp))?;
-    std::fs::rename(&key_tmp, key).map_err(io_err("writing", key))?;
-    std::fs::rename(&cert_tmp, cert).map_err(io_err("writing", cert))
-}
-
-/// Creates the DKIM key when there is none (2048-bit RSA, mode 0640, group
-/// `postfix`: the milter that signs runs with that group). An existing key
-/// is never touched: its public half is in DNS. Returns the service to
-/// restart when a key was created.
-fn ensure_dkim_key(
-    key: &Path,
-    dry_run: bool,
-    out: &mut dyn Write,
-) -> Result<Option<&'static str>, SetupError> {
-    if key.symlink_metadata().is_ok() {
-        wln(out, format_args!("unchanged DKIM key {}", key.display()))?;
-        return Ok(None);
-    }
-    if dry_run {
-        wln(out, format_args!("would create DKIM key {}", key.display()))?;
-        return Ok(Some("chatmail-milter"));
-    }
-    let gid = nix::unistd::Group::from_name("postfix")
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw());
-    if let Some(dir) = key.parent().filter(|d| !d.exists()) {
-        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        // The milter (group postfix) must reach the key; nobody else.
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o750))
-            .map_err(io_err("creating", dir))?;
-        if let Some(gid) = gid {
-            let _ = nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(gid)));
-        }
-    }
-    chatmail_dkim::create_key(key, gid).map_err(|e| SetupError::Io {
-        what: "creating the DKIM key",
-        path: key.to_owned(),
-        source: io::Error::other(e.to_string()),
-    })?;
-    wln(
-        out,
-        format_args!(
-            "created DKIM key {} (publish its record: chatmail dns)",
-            key.display()
-        ),
-    )?;
-    Ok(Some("chatmail-milter"))
-}
-
-fn ensure_mailboxes_dir(dir: &Path, out: &mut dyn Write) -> Result<(), SetupError> {
-    if dir.exists() {
-        return Ok(());
-    }
-    let Some(vmail) = nix::unistd::User::from_name("vmail").ok().flatten() else {
-        return wln(
-            out,
-            format_args!(
-                "warning: no vmail user, so {} was not created (the package's postinst makes it)",
-                dir.display()
-            ),
-        );
-    };
-    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-    nix::unistd::chown(dir, Some(vmail.uid), Some(vmail.gid)).map_err(|e| SetupError::Io {
-        what: "chown",
-        path: dir.to_owned(),
-        source: e.into(),
-    })?;
-    wln(out, format_args!("created {} (owner vmail)", dir.display()))
-}
-
-fn run_command(cmd: &mut Command, shown: &str) -> Result<(), SetupError> {
-    let failed = |detail: String| SetupError::Command {
-        command: shown.to_owned(),
-        detail,
-    };
-    let output = cmd.output().map_err(|e| failed(e.to_string()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(failed(format!(
-            "{}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
     }
 }
