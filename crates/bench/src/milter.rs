@@ -51,6 +51,8 @@ pub struct Options {
     pub connections: Vec<usize>,
     /// Bytes per message.
     pub size: usize,
+    /// Start the milter without the unit's environment.
+    pub bare: bool,
 }
 
 /// The decisions of one row.
@@ -92,7 +94,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
         &sock,
         Some(&ini),
         Some(&log),
-        &MILTER_ENV,
+        if opts.bare { &[] } else { &MILTER_ENV },
     )
     .await?;
     let pid = milter.id().unwrap_or(0);
@@ -137,8 +139,15 @@ pub async fn run(opts: Options) -> io::Result<()> {
         opts.exe.display()
     );
     println!(
-        "chatmail milter environment (as its systemd unit): {}; idle RSS {:.1} MiB",
-        MILTER_ENV.map(|(k, v)| format!("{k}={v}")).join(" "),
+        "chatmail milter environment: {}; idle RSS {:.1} MiB",
+        if opts.bare {
+            "none (--bare)".to_owned()
+        } else {
+            format!(
+                "{} (as its systemd unit)",
+                MILTER_ENV.map(|(k, v)| format!("{k}={v}")).join(" ")
+            )
+        },
         kib_mib(idle_kib)
     );
     println!(
