@@ -122,30 +122,23 @@ def test_weak_signatures_count_as_absent(world):
     assert len(relay.wait_for_messages(rcpt, PASSWORD, count=2, timeout=30)) == 2
 
 
+def with_from(msg, value):
+    """`msg` with its From field's value replaced by `value`."""
+    return re.sub(rb"^From: .*$", f"From: {value}".encode(), msg, count=1, flags=re.M)
+
+
 def test_ambiguous_from_is_refused(world):
     relay, rcpt = world.relay, account(world.relay)
     other_user = account(relay)
     msg = encrypted_message(f"alice@{SENDER}", rcpt)
     # One of our own users in the display name, the signed domain's address
     # in angle brackets: a reader may show either.
-    spoof = re.sub(
-        rb"^From: .*$",
-        f"From: {other_user} <alice@{SENDER}>".encode(),
-        msg,
-        count=1,
-        flags=re.M,
-    )
+    spoof = with_from(msg, f"{other_user} <alice@{SENDER}>")
     assert spoof != msg
     signed = dns_server.sign_as(spoof, key_pem=world.good, selector="good", domain=SENDER)
     assert send25(relay, signed, f"alice@{SENDER}", rcpt) == AMBIGUOUS
     # Quoted, the display name is unambiguous.
-    quoted = re.sub(
-        rb"^From: .*$",
-        f'From: "{other_user}" <alice@{SENDER}>'.encode(),
-        msg,
-        count=1,
-        flags=re.M,
-    )
+    quoted = with_from(msg, f'"{other_user}" <alice@{SENDER}>')
     signed = dns_server.sign_as(quoted, key_pem=world.good, selector="good", domain=SENDER)
     assert send25(relay, signed, f"alice@{SENDER}", rcpt) == (250, b"")
 
