@@ -33,6 +33,15 @@ pub enum Command {
     /// Postfix policy service (check_policy_service): per-user send rate
     /// limit at DATA, and unknown local recipients refused at RCPT.
     Policy(DaemonArgs),
+    /// Relay-to-relay mail arriving over HTTPS: nginx passes each
+    /// `POST /mxdeliv` here, and the message goes to Postfix as one SMTP
+    /// transaction with the client's address, through every check of
+    /// port 25.
+    Mxdeliv(MxdelivArgs),
+    /// Relay-to-relay mail leaving over HTTPS: Postfix's LMTP transport for
+    /// remote recipients (tries `https://<MX>/mxdeliv`) and the socketmap
+    /// that routes each recipient to it or to Postfix's own SMTP client.
+    Transport(TransportArgs),
     /// The daily expiry job: inactive accounts, old and large mail, and
     /// mailboxes above 70 % of max_mailbox_size. Dry run unless --remove.
     Expire(ExpireArgs),
@@ -86,6 +95,47 @@ pub struct DaemonArgs {
     /// neither is set). Never a mail socket; keep it on loopback.
     #[arg(long, value_name = "inet:HOST:PORT")]
     pub metrics_listen: Option<ListenAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct MxdelivArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// Postfix's smtpd that trusts this service with XCLIENT (the
+    /// `mxdeliv` service of the shipped master.cf).
+    #[arg(
+        long,
+        value_name = "unix:PATH|inet:HOST:PORT",
+        default_value = "unix:/var/spool/postfix/public/mxdeliv"
+    )]
+    pub postfix: ListenAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// Where the socketmap for Postfix's transport_maps,
+    /// smtp_tls_policy_maps and smtp_delivery_status_filter listens.
+    #[arg(long, value_name = "unix:PATH|inet:HOST:PORT")]
+    pub map_listen: Option<ListenAddr>,
+    /// Postfix's smtpd that queues mail for its SMTP client (the
+    /// `chatmail-reinject` service of the shipped master.cf).
+    #[arg(
+        long,
+        value_name = "unix:PATH|inet:HOST:PORT",
+        default_value = "unix:/var/spool/postfix/public/chatmail-reinject"
+    )]
+    pub reinject: ListenAddr,
+    /// A relay reached at fixed addresses instead of through DNS (test
+    /// relays on one machine): DOMAIN=SMTP_IP:PORT[,https=HOST:PORT].
+    /// Repeatable.
+    #[arg(long = "peer", value_name = "DOMAIN=SMTP_IP:PORT[,https=HOST:PORT]")]
+    pub peers: Vec<chatmail_mxdeliv::routes::Peer>,
+    /// Deliver only to the --peer relays; mail to any other domain is
+    /// refused.
+    #[arg(long)]
+    pub peers_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -249,23 +299,9 @@ pub struct SandboxArgs {
     /// directory; written into its chatmail.ini as dns_resolver).
     #[arg(long, value_name = "IP:PORT")]
     pub dns_resolver: Option<std::net::SocketAddr>,
-    /// Another relay: mail for DOMAIN goes to HOST:PORT with STARTTLS.
-    /// Repeatable.
-    #[arg(long = "peer", value_name = "DOMAIN=HOST:PORT", value_parser = parse_peer)]
-    pub peers: Vec<(String, String)>,
-}
-
-fn parse_peer(arg: &str) -> Result<(String, String), String> {
-    let (domain, hostport) = arg.split_once('=').ok_or("expected DOMAIN=HOST:PORT")?;
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .ok_or("expected DOMAIN=HOST:PORT")?;
-    let valid_domain = !domain.is_empty()
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    if !valid_domain || host.parse::<std::net::IpAddr>().is_err() || port.parse::<u16>().is_err() {
-        return Err(format!("{arg}: expected DOMAIN=IP:PORT"));
-    }
-    Ok((domain.to_ascii_lowercase(), hostport.to_owned()))
+    /// Another relay: mail for DOMAIN goes over HTTPS to HOST:PORT's
+    /// /mxdeliv when given, else (or when that fails) to SMTP_IP:PORT with
+    /// STARTTLS. Repeatable.
+    #[arg(long = "peer", value_name = "DOMAIN=SMTP_IP:PORT[,https=HOST:PORT]")]
+    pub peers: Vec<chatmail_mxdeliv::routes::Peer>,
 }

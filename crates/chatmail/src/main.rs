@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod relay;
 mod tools;
 
 use std::process::ExitCode;
@@ -78,6 +79,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy(args) => {
             let (listener, config) = daemon::prepare(&args, &daemons::POLICY).await?;
             chatmail_policy::run(listener, config, shutdown()).await?;
+        }
+        Command::Mxdeliv(args) => {
+            let (listener, config) = daemon::prepare(&args.daemon, &daemons::MXDELIV).await?;
+            relay::mxdeliv(listener, &config, &args, shutdown()).await?;
+        }
+        Command::Transport(args) => {
+            let (listener, config) = daemon::prepare(&args.daemon, &daemons::TRANSPORT).await?;
+            relay::transport(listener, &config, args, shutdown()).await?;
         }
         Command::Expire(args) => tools::expire(&args)?,
         Command::QuotaExpire {

@@ -28,7 +28,7 @@ use nix::unistd::{Group, User};
 use serde_json::json;
 use tokio::process::Child;
 
-use chatmail_snippets::daemons::{DAEMONS, Daemon};
+use chatmail_snippets::daemons::{DAEMONS, Daemon, TRANSPORT_MAP_SOCKET};
 use chatmail_snippets::dialect::Dialect;
 use chatmail_snippets::files;
 use chatmail_snippets::render::{self, Ports};
@@ -90,9 +90,13 @@ pub struct Options {
     pub acme_directory: Option<String>,
     /// The DNS resolver (`dns_resolver` in a new chatmail.ini).
     pub dns_resolver: Option<std::net::SocketAddr>,
-    /// Other relays: mail for DOMAIN goes to HOST:PORT with STARTTLS.
-    pub peers: Vec<(String, String)>,
+    /// Other relays: mail for each goes over HTTPS to its `/mxdeliv` when
+    /// it has one, else (or when that fails) to its SMTP port with STARTTLS.
+    pub peers: Vec<chatmail_mxdeliv::routes::Peer>,
 }
+
+/// Where Postfix finds `chatmail transport`: the shipped `default_transport`.
+const TRANSPORT_NEXTHOP: &str = "chatmail-https:unix:chatmail/transport.socket";
 
 /// Paths of one sandbox's state directory.
 struct Layout {
@@ -259,7 +263,8 @@ impl Sandbox {
         self.write_postfix(&config, &ports, &exe)?;
         self.write_peers(&opts.peers)?;
         self.write_dovecot(&config, &ports, &exe, dialect)?;
-        self.spawn_daemons(&exe, vmail, metrics_base).await?;
+        self.spawn_daemons(&exe, vmail, metrics_base, &opts.peers)
+            .await?;
         self.start_mail_servers(&ports).await?;
         let web = self
             .start_web(
@@ -400,18 +405,38 @@ impl Sandbox {
         exe: &Path,
         vmail: Ids,
         metrics_base: u16,
+        peers: &[chatmail_mxdeliv::routes::Peer],
     ) -> Result<(), SandboxError> {
         for daemon in DAEMONS {
             let gid = Group::from_name(daemon.group)
                 .ok()
                 .flatten()
                 .map_or(vmail.gid, |g| g.gid.as_raw());
+            let st = self.layout.state.display();
+            // The HTTPS transport's own sockets and Postfix's (the mxdeliv
+            // smtpd is in public/, group postdrop); mail only to the peers.
+            let extra: Vec<String> = match daemon.name {
+                "transport" => {
+                    let map =
+                        render::relocate(TRANSPORT_MAP_SOCKET, &self.layout.state, Path::new("/"));
+                    let mut args = vec![
+                        format!("--map-listen=unix:{map}"),
+                        format!("--reinject=unix:{st}/postfix/queue/public/chatmail-reinject"),
+                        "--peers-only".to_owned(),
+                    ];
+                    args.extend(peers.iter().map(|p| format!("--peer={p}")));
+                    args
+                }
+                "mxdeliv" => vec![format!("--postfix=unix:{st}/postfix/queue/public/mxdeliv")],
+                _ => Vec::new(),
+            };
             self.spawn_daemon(
                 exe,
                 daemon,
                 vmail.uid,
                 gid,
                 metrics_port(metrics_base, daemon.name),
+                &extra,
             )
             .await?;
         }
@@ -579,16 +604,14 @@ impl Sandbox {
         Ok(Some(chatmail_dkim::txt_record(&key)))
     }
 
-    /// Routes mail for each peer's domain to its SMTP port, with STARTTLS
-    /// required (peers' certificates are self-signed: not verified).
-    fn write_peers(&self, peers: &[(String, String)]) -> Result<(), SandboxError> {
+    /// Mail for each peer goes to `chatmail transport` (everything else
+    /// stays refused), and leaves over SMTP with STARTTLS required (their
+    /// certificates are self-signed: not verified).
+    fn write_peers(&self, peers: &[chatmail_mxdeliv::routes::Peer]) -> Result<(), SandboxError> {
         let etc = self.layout.postfix_etc();
         let map: String = peers
             .iter()
-            .map(|(domain, hostport)| {
-                let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "25"));
-                format!("{domain} smtp:[{host}]:{port}\n")
-            })
+            .map(|p| format!("{} {}\n", p.domain, TRANSPORT_NEXTHOP))
             .collect();
         fs::write(etc.join("transport"), map).ctx(|| "writing postfix/etc/transport".into())?;
         let main = etc.join("main.cf");
@@ -759,6 +782,7 @@ impl Sandbox {
         uid: u32,
         gid: u32,
         metrics_port: Option<u16>,
+        extra: &[String],
     ) -> Result<(), SandboxError> {
         let name = daemon.name;
         let socket = self.layout.socket(daemon);
@@ -767,15 +791,36 @@ impl Sandbox {
         chown_path(dir, uid, gid)?;
         set_mode(dir, 0o750)?;
         let log = open_log(&self.layout.log(name))?;
-        let child = tokio::process::Command::new(exe)
+        // mxdeliv and transport also need Postfix's postdrop group (their
+        // smtpd services are in public/): setpriv sets supplementary groups.
+        let postdrop = Group::from_name("postdrop")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw());
+        let mut cmd = match postdrop.filter(|_| name == "mxdeliv" || name == "transport") {
+            Some(postdrop) => {
+                let mut c = tokio::process::Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg(format!("--groups={postdrop}"))
+                    .arg("--")
+                    .arg(exe);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(exe);
+                c.uid(uid).gid(gid);
+                c
+            }
+        };
+        let child = cmd
             .arg(name)
             .arg("--config")
             .arg(self.layout.ini())
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
             .args(metrics_port.map(|p| format!("--metrics-listen=inet:127.0.0.1:{p}")))
-            .uid(uid)
-            .gid(gid)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

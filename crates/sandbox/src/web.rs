@@ -163,6 +163,11 @@ impl Sandbox {
             fcgiwrap_socket: format!("{st}/run/fcgiwrap/fcgiwrap.socket"),
             newemail_cgi: format!("{st}/bin/newemail.cgi"),
             self_signed,
+            mxdeliv_socket: Some(render::relocate(
+                chatmail_snippets::daemons::MXDELIV.socket,
+                &l.state,
+                Path::new("/"),
+            )),
         };
         for (name, text) in [
             ("nginx.conf", nginx_main_conf(&l.state)),

@@ -69,9 +69,33 @@ pub const POLICY: Daemon = Daemon {
     unit: "chatmail-policy.service",
 };
 
+/// `chatmail mxdeliv`: relay-to-relay mail arriving over HTTPS, behind
+/// nginx (docs/design.md, "HTTPS transport").
+pub const MXDELIV: Daemon = Daemon {
+    name: "mxdeliv",
+    socket: "/run/chatmail-mxdeliv/mxdeliv.socket",
+    group: "www-data",
+    unit: "chatmail-mxdeliv.service",
+};
+
+/// `chatmail transport`: Postfix's LMTP transport for remote mail, which
+/// tries HTTPS first (docs/design.md, "HTTPS transport").
+pub const TRANSPORT: Daemon = Daemon {
+    name: "transport",
+    socket: "/var/spool/postfix/chatmail/transport.socket",
+    group: "postfix",
+    unit: "chatmail-transport.service",
+};
+
+/// The socketmap of `chatmail transport`, which Postfix's `transport_maps`,
+/// `smtp_tls_policy_maps` and `smtp_delivery_status_filter` ask.
+pub const TRANSPORT_MAP_SOCKET: &str = "/var/spool/postfix/chatmail/transport-map.socket";
+
 /// Every socket daemon, in the order their units start (the helpers before
 /// the mail servers that connect to them).
-pub const DAEMONS: &[Daemon] = &[AUTH, LASTLOGIN, METADATA, MILTER, POLICY];
+pub const DAEMONS: &[Daemon] = &[
+    AUTH, LASTLOGIN, METADATA, MILTER, POLICY, TRANSPORT, MXDELIV,
+];
 
 /// The units of the periodic jobs, started by their timers.
 pub const TIMERS: &[&str] = &["chatmail-expire.timer", "chatmail-report.timer"];

@@ -62,6 +62,14 @@ pub const UNITS: &[(&str, &str)] = &[
         include_str!("../../../systemd/chatmail-policy.service"),
     ),
     (
+        "chatmail-transport.service",
+        include_str!("../../../systemd/chatmail-transport.service"),
+    ),
+    (
+        "chatmail-mxdeliv.service",
+        include_str!("../../../systemd/chatmail-mxdeliv.service"),
+    ),
+    (
         "chatmail-expire.service",
         include_str!("../../../systemd/chatmail-expire.service"),
     ),

@@ -37,6 +37,27 @@ pub struct NginxSite {
     /// the CGI (a redirect to a fresh `dclogin:` URL) instead of to the
     /// `dcaccount:` invite.
     pub self_signed: bool,
+    /// The socket of `chatmail mxdeliv`, where other relays' `POST
+    /// /mxdeliv` goes; `None` when the relay accepts no mail over HTTPS.
+    pub mxdeliv_socket: Option<String>,
+}
+
+/// The `/mxdeliv` location: the body streams through to the service
+/// (which bounds it by `max_message_size` and answers 413 itself), with the
+/// client's address, which Postfix's checks see (docs/design.md, "HTTPS
+/// transport").
+fn mxdeliv_location(socket: &str) -> String {
+    format!(
+        "    # Other chatmail relays deliver mail here (HTTPS transport).\n    \
+         location = /mxdeliv {{\n        \
+         client_max_body_size 0;\n        \
+         proxy_request_buffering off;\n        \
+         proxy_http_version 1.1;\n        \
+         proxy_set_header X-Real-IP $remote_addr;\n        \
+         proxy_read_timeout 330s;\n        \
+         proxy_pass http://unix:{socket}:/mxdeliv;\n    \
+         }}\n"
+    )
 }
 
 /// The template's `/new` redirect of browsers to the `dcaccount:` invite.
@@ -77,6 +98,14 @@ pub fn nginx_conf(site: &NginxSite) -> String {
         .replace("@ACME_ROOT@", &site.acme_root)
         .replace("@WWW_OVERRIDE@", &site.www_override)
         .replace("@WWW_ROOT@", &site.www_root)
+        .replace(
+            "@MXDELIV@\n",
+            &site
+                .mxdeliv_socket
+                .as_deref()
+                .map(mxdeliv_location)
+                .unwrap_or_default(),
+        )
         .replace("@FCGIWRAP_SOCKET@", &site.fcgiwrap_socket)
         .replace("@NEWEMAIL_CGI@", &site.newemail_cgi)
         .replace("@DOMAIN@", &site.domain)
@@ -123,6 +152,7 @@ impl NginxSite {
             fcgiwrap_socket: FCGIWRAP_SOCKET.to_owned(),
             newemail_cgi: NEWEMAIL_CGI_PATH.to_owned(),
             self_signed: config.tls_cert().mode == chatmail_config::TlsCertMode::SelfSigned,
+            mxdeliv_socket: Some(crate::daemons::MXDELIV.socket.to_owned()),
         }
     }
 }
@@ -168,6 +198,8 @@ mod tests {
             "root /var/lib/chatmail/www;",
             "root /var/lib/chatmail/acme;",
             "fastcgi_pass unix:/run/fcgiwrap.socket;",
+            "    location = /mxdeliv {\n",
+            "        proxy_pass http://unix:/run/chatmail-mxdeliv/mxdeliv.socket:/mxdeliv;\n",
         ] {
             assert!(conf.contains(line), "{line}\n{conf}");
         }
