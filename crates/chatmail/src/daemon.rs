@@ -52,7 +52,7 @@ pub async fn prepare(
 ) -> anyhow::Result<(Listener, Arc<Config>)> {
     let name = daemon.name;
     let config = load_config(&args.config)?;
-    start_metrics(args, name, &config).await?;
+    start_metrics(args, daemon, &config).await?;
     let addr = match &args.listen {
         Some(a) => a.clone(),
         // Where the shipped snippets expect the daemon (docs/design.md).
@@ -67,12 +67,13 @@ pub async fn prepare(
     Ok((listener, Arc::new(config)))
 }
 
-/// Starts the metrics endpoint of daemon `name` when `--metrics-listen` or
+/// Starts the metrics endpoint of `table` when `--metrics-listen` or
 /// `metrics_listen` asks for one (docs/metrics.md).
 ///
 /// # Errors
 /// A unix: address.
-async fn start_metrics(args: &DaemonArgs, name: &str, config: &Config) -> anyhow::Result<()> {
+async fn start_metrics(args: &DaemonArgs, table: &Daemon, config: &Config) -> anyhow::Result<()> {
+    let name = table.name;
     let Some(daemon) = chatmail_metrics::Daemon::from_name(name) else {
         return Ok(());
     };
@@ -82,8 +83,11 @@ async fn start_metrics(args: &DaemonArgs, name: &str, config: &Config) -> anyhow
             anyhow::bail!("--metrics-listen must be inet:HOST:PORT (Prometheus scrapes over TCP)")
         }
         (None, Some(base)) => {
+            let Some(port) = table.metrics_port(base.port()) else {
+                return Ok(());
+            };
             let mut addr = base;
-            addr.set_port(base.port() + daemon.port_offset());
+            addr.set_port(port);
             addr.to_string()
         }
         (None, None) => return Ok(()),

@@ -33,24 +33,27 @@ use prometheus_client::registry::Registry;
 
 pub use families::{Auth, Lastlogin, Metadata, Milter, Policy};
 
-/// The daemons that serve metrics, with their port offset from the base
-/// address of `metrics_listen` in chatmail.ini.
+/// The daemons that serve metrics: which families an endpoint registers
+/// and the `daemon` label of `chatmail_build_info`. Where each one listens
+/// is not this crate's concern: the binary reads it from its table of
+/// daemons and hands [`server::serve`] the bound listener (docs/design.md,
+/// "Crates").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Daemon {
-    /// `chatmail auth`: offset 0.
+    /// `chatmail auth`.
     Auth,
-    /// `chatmail lastlogin`: offset 1.
+    /// `chatmail lastlogin`.
     Lastlogin,
-    /// `chatmail metadata`: offset 2.
+    /// `chatmail metadata`.
     Metadata,
-    /// `chatmail milter`: offset 3.
+    /// `chatmail milter`.
     Milter,
-    /// `chatmail policy`: offset 4.
+    /// `chatmail policy`.
     Policy,
 }
 
 impl Daemon {
-    /// Every daemon, in port order.
+    /// Every daemon.
     pub const ALL: [Daemon; 5] = [
         Daemon::Auth,
         Daemon::Lastlogin,
@@ -73,17 +76,6 @@ impl Daemon {
     /// The daemon called `name`, if it serves metrics.
     pub fn from_name(name: &str) -> Option<Daemon> {
         Daemon::ALL.into_iter().find(|d| d.name() == name)
-    }
-
-    /// Added to the port of `metrics_listen`.
-    pub fn port_offset(self) -> u16 {
-        match self {
-            Daemon::Auth => 0,
-            Daemon::Lastlogin => 1,
-            Daemon::Metadata => 2,
-            Daemon::Milter => 3,
-            Daemon::Policy => 4,
-        }
     }
 }
 

@@ -13,11 +13,13 @@ use std::process::{Command, Stdio};
 use chatmail_config::Config;
 use chatmail_snippets::certbot::{self, HOOK_RELOAD_LINE};
 use chatmail_snippets::files::{CERTBOT_DEPLOY_HOOK, NEWEMAIL_CGI};
-use chatmail_snippets::{nginx, render};
+use chatmail_snippets::nginx;
 use nix::unistd::User;
 use serde_json::json;
 
-use crate::{Context, Sandbox, SandboxError, open_log, run_logged, set_mode, wait_for};
+use crate::layout::{relocate, set_mode};
+use crate::processes::{open_log, run_logged, wait_for};
+use crate::{Context, Sandbox, SandboxError};
 
 /// The sandbox's HTTP and HTTPS ports: the two after the five mail ports
 /// when a base is given, else free ones.
@@ -143,7 +145,7 @@ impl Sandbox {
              {via}/usr/bin/doveadm -c {st}/dovecot/dovecot.conf reload\n\
              /usr/sbin/nginx -c {st}/nginx/nginx.conf -s reload"
         );
-        let hook = render::relocate(CERTBOT_DEPLOY_HOOK, &l.state, Path::new("/"))
+        let hook = relocate(CERTBOT_DEPLOY_HOOK, &l.state, Path::new("/"))
             .replace(HOOK_RELOAD_LINE, &reload);
         fs::write(l.p("bin/certbot-deploy.hook"), hook)
             .ctx(|| "writing bin/certbot-deploy.hook".into())?;
@@ -163,7 +165,7 @@ impl Sandbox {
             fcgiwrap_socket: format!("{st}/run/fcgiwrap/fcgiwrap.socket"),
             newemail_cgi: format!("{st}/bin/newemail.cgi"),
             self_signed,
-            mxdeliv_socket: Some(render::relocate(
+            mxdeliv_socket: Some(relocate(
                 chatmail_snippets::daemons::MXDELIV.socket,
                 &l.state,
                 Path::new("/"),
@@ -184,7 +186,7 @@ impl Sandbox {
         let socket = l.p("run/fcgiwrap/fcgiwrap.socket");
         let dir = l.p("run/fcgiwrap");
         fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        crate::chown_path(&dir, www_data.uid.as_raw(), www_data.gid.as_raw())?;
+        crate::layout::chown_path(&dir, www_data.uid.as_raw(), www_data.gid.as_raw())?;
         set_mode(&dir, 0o750)?;
         let _ = fs::remove_file(&socket);
         let child = tokio::process::Command::new("/usr/sbin/fcgiwrap")

@@ -389,15 +389,6 @@ fn fcgiwrap_installed(f: &Fingerprints, out: &mut dyn Write) -> Result<bool, Set
     Ok(installed)
 }
 
-/// The units that write into `mailboxes_dir`: systemd lets them write only
-/// there (`ReadWritePaths=`), and the shipped units name the default.
-const MAILBOX_WRITERS: &[&str] = &[
-    "chatmail-auth.service",
-    "chatmail-lastlogin.service",
-    "chatmail-metadata.service",
-    "chatmail-expire.service",
-];
-
 /// A drop-in for each unit that writes mailboxes, naming `mailboxes_dir`
 /// of `chatmail.ini`, wherever the operator put it.
 fn plan_unit_dropins(plan: &mut Plan, config: &Config) -> Result<(), SetupError> {
@@ -413,7 +404,7 @@ fn plan_unit_dropins(plan: &mut Plan, config: &Config) -> Result<(), SetupError>
             },
         });
     }
-    for unit in MAILBOX_WRITERS {
+    for unit in chatmail_snippets::daemons::mailbox_writers() {
         plan.add(
             &format!("/etc/systemd/system/{unit}.d/chatmail-mailboxes.conf"),
             format!(

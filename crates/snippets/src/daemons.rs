@@ -1,12 +1,15 @@
 //! The one table of the daemons that serve Postfix and Dovecot over a Unix
 //! socket: the `chatmail` subcommand, where the shipped files put its socket,
-//! the group whose members may connect, and its systemd unit.
+//! the group whose members may connect, its systemd unit, the offset of its
+//! metrics port from `metrics_listen` and whether it writes mailboxes; and
+//! the periodic jobs with their units.
 //!
-//! The binary's default `--listen`, `chatmail setup` (units to enable),
-//! `chatmail doctor` (sockets to probe) and `chatmail sandbox` (sockets and
-//! groups of a private instance) all read this table; the tests below check
-//! that the shipped units and snippets say the same (docs/design.md,
-//! "Crates").
+//! The binary's default `--listen` and metrics port, `chatmail setup` (units
+//! to enable, the units that may write `mailboxes_dir`), `chatmail doctor`
+//! (sockets and metrics endpoints to probe) and `chatmail sandbox` (sockets,
+//! groups and metrics ports of a private instance) all read this table; the
+//! tests below check that the shipped units, snippets and
+//! `monitoring/prometheus.yml` say the same (docs/design.md, "Crates").
 
 /// One daemon of the `chatmail` binary that listens on a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +25,26 @@ pub struct Daemon {
     pub group: &'static str,
     /// Its systemd unit (in [`crate::files::UNITS`]).
     pub unit: &'static str,
+    /// Added to the port of `metrics_listen` for its metrics endpoint
+    /// (docs/metrics.md): the daemons that serve metrics take consecutive
+    /// ports; `None`: no metrics endpoint.
+    pub metrics_offset: Option<u16>,
+    /// Whether it writes into `mailboxes_dir`, so that its unit must be let
+    /// write there (`ReadWritePaths=`).
+    pub writes_mailboxes: bool,
+}
+
+/// One periodic job of the `chatmail` binary, started by a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Job {
+    /// Its subcommand (`chatmail expire`).
+    pub name: &'static str,
+    /// Its systemd service (in [`crate::files::UNITS`]).
+    pub unit: &'static str,
+    /// The timer that starts it (in [`crate::files::UNITS`]).
+    pub timer: &'static str,
+    /// Whether it writes into `mailboxes_dir`, as [`Daemon::writes_mailboxes`].
+    pub writes_mailboxes: bool,
 }
 
 /// Where Postfix's queue directory is on Debian: the chroot of smtpd.
@@ -34,6 +57,8 @@ pub const AUTH: Daemon = Daemon {
     socket: "/run/chatmail-auth/auth.socket",
     group: "dovecot",
     unit: "chatmail-auth.service",
+    metrics_offset: Some(0),
+    writes_mailboxes: true,
 };
 
 /// `chatmail lastlogin`: the day of each account's last login, for expiry.
@@ -42,6 +67,8 @@ pub const LASTLOGIN: Daemon = Daemon {
     socket: "/run/chatmail-lastlogin/lastlogin.socket",
     group: "vmail",
     unit: "chatmail-lastlogin.service",
+    metrics_offset: Some(1),
+    writes_mailboxes: true,
 };
 
 /// `chatmail metadata`: IMAP METADATA (notify tokens) and push notifications.
@@ -50,6 +77,8 @@ pub const METADATA: Daemon = Daemon {
     socket: "/run/chatmail-metadata/metadata.socket",
     group: "vmail",
     unit: "chatmail-metadata.service",
+    metrics_offset: Some(2),
+    writes_mailboxes: true,
 };
 
 /// `chatmail milter`: passes only encrypted mail, signs and verifies DKIM.
@@ -58,6 +87,8 @@ pub const MILTER: Daemon = Daemon {
     socket: "/var/spool/postfix/chatmail/milter.socket",
     group: "postfix",
     unit: "chatmail-milter.service",
+    metrics_offset: Some(3),
+    writes_mailboxes: false,
 };
 
 /// `chatmail policy`: Postfix's policy service (per-user send rate and
@@ -67,6 +98,8 @@ pub const POLICY: Daemon = Daemon {
     socket: "/var/spool/postfix/chatmail/policy.socket",
     group: "postfix",
     unit: "chatmail-policy.service",
+    metrics_offset: Some(4),
+    writes_mailboxes: false,
 };
 
 /// `chatmail mxdeliv`: relay-to-relay mail arriving over HTTPS, behind
@@ -76,6 +109,8 @@ pub const MXDELIV: Daemon = Daemon {
     socket: "/run/chatmail-mxdeliv/mxdeliv.socket",
     group: "www-data",
     unit: "chatmail-mxdeliv.service",
+    metrics_offset: None,
+    writes_mailboxes: false,
 };
 
 /// `chatmail transport`: Postfix's LMTP transport for remote mail, which
@@ -85,6 +120,8 @@ pub const TRANSPORT: Daemon = Daemon {
     socket: "/var/spool/postfix/chatmail/transport.socket",
     group: "postfix",
     unit: "chatmail-transport.service",
+    metrics_offset: None,
+    writes_mailboxes: false,
 };
 
 /// The socketmap of `chatmail transport`, which Postfix's `transport_maps`,
@@ -92,20 +129,72 @@ pub const TRANSPORT: Daemon = Daemon {
 pub const TRANSPORT_MAP_SOCKET: &str = "/var/spool/postfix/chatmail/transport-map.socket";
 
 /// Every socket daemon, in the order their units start (the helpers before
-/// the mail servers that connect to them).
+/// the mail servers that connect to them), which is also the order of their
+/// metrics ports.
 pub const DAEMONS: &[Daemon] = &[
     AUTH, LASTLOGIN, METADATA, MILTER, POLICY, TRANSPORT, MXDELIV,
 ];
 
+/// How many consecutive ports from `metrics_listen` the daemons' metrics
+/// endpoints take: one past the largest offset.
+pub const METRICS_PORTS: u16 = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < DAEMONS.len() {
+        if let Some(offset) = DAEMONS[i].metrics_offset
+            && offset >= n
+        {
+            n = offset + 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// `chatmail expire`: daily removal of old mail and inactive accounts.
+pub const EXPIRE: Job = Job {
+    name: "expire",
+    unit: "chatmail-expire.service",
+    timer: "chatmail-expire.timer",
+    writes_mailboxes: true,
+};
+
+/// `chatmail report`: the daily storage and login statistics.
+pub const REPORT: Job = Job {
+    name: "report",
+    unit: "chatmail-report.service",
+    timer: "chatmail-report.timer",
+    writes_mailboxes: false,
+};
+
+/// Every periodic job.
+pub const JOBS: &[Job] = &[EXPIRE, REPORT];
+
 /// The units of the periodic jobs, started by their timers.
-pub const TIMERS: &[&str] = &["chatmail-expire.timer", "chatmail-report.timer"];
+pub const TIMERS: &[&str] = &[EXPIRE.timer, REPORT.timer];
 
 /// The daemon called `name`.
 pub fn daemon(name: &str) -> Option<&'static Daemon> {
     DAEMONS.iter().find(|d| d.name == name)
 }
 
+/// The units that write into `mailboxes_dir`: the daemons', then the
+/// periodic jobs'.
+pub fn mailbox_writers() -> impl Iterator<Item = &'static str> {
+    let daemons = DAEMONS
+        .iter()
+        .filter(|d| d.writes_mailboxes)
+        .map(|d| d.unit);
+    daemons.chain(JOBS.iter().filter(|j| j.writes_mailboxes).map(|j| j.unit))
+}
+
 impl Daemon {
+    /// The port of its metrics endpoint for `metrics_listen` port `base`;
+    /// `None` when it serves no metrics.
+    pub fn metrics_port(&self, base: u16) -> Option<u16> {
+        self.metrics_offset.map(|o| base.saturating_add(o))
+    }
+
     /// The socket as Postfix names it, relative to its queue directory
     /// (`chatmail/milter.socket`), for a daemon Postfix connects to.
     pub fn postfix_socket(&self) -> Option<&'static str> {
@@ -206,6 +295,126 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_unit_may_write_mailboxes_as_the_table_says() {
+        let writers: Vec<&str> = mailbox_writers().collect();
+        assert_eq!(
+            writers,
+            [
+                "chatmail-auth.service",
+                "chatmail-lastlogin.service",
+                "chatmail-metadata.service",
+                "chatmail-expire.service",
+            ]
+        );
+        for (name, unit) in files::UNITS.iter().filter(|(n, _)| n.ends_with(".service")) {
+            let paths = setting(unit, "ReadWritePaths");
+            assert_eq!(
+                paths.contains(&"-/home/vmail/mail"),
+                writers.contains(name),
+                "{name}: ReadWritePaths={paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_job_has_its_service_and_timer() {
+        for j in JOBS {
+            let unit = files::unit(j.unit).unwrap_or_else(|| panic!("no unit {}", j.unit));
+            let exec = setting(unit, "ExecStart");
+            let prefix = format!(
+                "/usr/bin/chatmail {} --config /etc/chatmail/chatmail.ini",
+                j.name
+            );
+            assert!(
+                exec.len() == 1 && exec[0].starts_with(&prefix),
+                "{}: {exec:?}",
+                j.unit
+            );
+            assert!(files::unit(j.timer).is_some(), "{}", j.timer);
+            assert_eq!(j.timer.replace(".timer", ".service"), j.unit);
+        }
+        assert_eq!(TIMERS, JOBS.iter().map(|j| j.timer).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn metrics_ports_are_consecutive_in_table_order() {
+        let offsets: Vec<u16> = DAEMONS.iter().filter_map(|d| d.metrics_offset).collect();
+        assert_eq!(offsets, (0..METRICS_PORTS).collect::<Vec<_>>());
+        assert_eq!(METRICS_PORTS, 5);
+        assert_eq!(daemon("milter").unwrap().metrics_port(9540), Some(9543));
+        assert_eq!(daemon("transport").unwrap().metrics_port(9540), None);
+    }
+
+    /// `metrics_listen` in chatmail.ini must leave room for every port.
+    #[test]
+    fn the_config_leaves_room_for_every_metrics_port() {
+        let parse = |port: u32| {
+            chatmail_config::Config::parse(&format!(
+                "[params]\nmail_domain = chat.example.org\n\
+                 metrics_listen = inet:127.0.0.1:{port}\n"
+            ))
+            .map(|(c, _)| c.metrics_listen)
+        };
+        let last = u32::from(u16::MAX) - u32::from(METRICS_PORTS - 1);
+        assert!(matches!(parse(last), Ok(Some(_))));
+        assert!(parse(last + 1).is_err());
+    }
+
+    /// The shipped Prometheus configuration scrapes every daemon on its
+    /// port for the `metrics_listen` its comment recommends, under the
+    /// table's name.
+    #[test]
+    fn prometheus_scrapes_every_daemon_on_its_port() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../monitoring/prometheus.yml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let base: u16 = text
+            .lines()
+            .find_map(|l| l.split_once("metrics_listen = inet:127.0.0.1:"))
+            .and_then(|(_, port)| port.trim().parse().ok())
+            .expect("the comment naming metrics_listen");
+        let words = ["no", "one", "two", "three", "four", "five", "six", "seven"];
+        let others = words[usize::from(METRICS_PORTS - 1)];
+        assert!(
+            text.contains(&format!("that port and the {others} after it")),
+            "the comment must count {others} more ports"
+        );
+        // The targets of job `chatmail`, each followed by its daemon label.
+        let job = text
+            .split("- job_name: ")
+            .find(|j| j.starts_with("chatmail\n"))
+            .expect("job chatmail");
+        let mut scraped = Vec::new();
+        let mut port = None;
+        for line in job.lines().map(str::trim) {
+            if let Some(target) = line.strip_prefix("- targets: [\"127.0.0.1:") {
+                port = target
+                    .strip_suffix("\"]")
+                    .and_then(|p| p.parse::<u16>().ok());
+                assert!(port.is_some(), "{line}");
+            } else if let Some(name) = line.strip_prefix("daemon: ") {
+                scraped.push((name.to_owned(), port.take().expect("a target")));
+            }
+        }
+        let table: Vec<(String, u16)> = DAEMONS
+            .iter()
+            .map(|d| (d.name.to_owned(), d.metrics_port(base)))
+            .collect();
+        assert_eq!(scraped, table);
+    }
+
+    #[test]
+    fn nginx_names_no_daemon_socket() {
+        for d in DAEMONS {
+            assert!(!files::NGINX_TEMPLATE.contains(d.socket), "{}", d.socket);
+            assert!(!files::NGINX_TEMPLATE.contains(d.unit), "{}", d.unit);
+        }
+        assert!(!files::NGINX_TEMPLATE.contains(".socket"));
     }
 
     #[test]

@@ -12,16 +12,6 @@ use tokio::net::TcpStream;
 
 use crate::doctor::{Check, Status};
 
-/// The daemons that serve metrics, in port-offset order from
-/// `metrics_listen`.
-const OFFSETS: [(&str, u16); 5] = [
-    ("auth", 0),
-    ("lastlogin", 1),
-    ("metadata", 2),
-    ("milter", 3),
-    ("policy", 4),
-];
-
 /// The largest answer read; a daemon's page is a few kB.
 const MAX_ANSWER: u64 = 1 << 20;
 
@@ -60,10 +50,12 @@ pub fn endpoints(
 ) -> Vec<(&'static str, SocketAddr)> {
     let mut out: Vec<(&'static str, SocketAddr)> = Vec::new();
     if let Some(base) = config.and_then(|c| c.metrics_listen) {
-        for (daemon, offset) in OFFSETS {
-            let mut addr = base;
-            addr.set_port(base.port().saturating_add(offset));
-            out.push((daemon, addr));
+        for daemon in chatmail_snippets::daemons::DAEMONS {
+            if let Some(port) = daemon.metrics_port(base.port()) {
+                let mut addr = base;
+                addr.set_port(port);
+                out.push((daemon.name, addr));
+            }
         }
     }
     for &(daemon, addr) in explicit {
