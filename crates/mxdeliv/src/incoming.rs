@@ -38,6 +38,9 @@ pub const HEADER_MAIL_FROM: &str = "x-mail-from";
 pub const HEADER_MAIL_TO: &str = "x-mail-to";
 /// The client's address, set by nginx.
 pub const HEADER_CLIENT: &str = "x-real-ip";
+/// The client's port, set by nginx. Postfix passes it on to the milter,
+/// which takes a port of 0 for mail Postfix made itself: it must be there.
+pub const HEADER_CLIENT_PORT: &str = "x-real-port";
 
 /// How long Postfix and the client each get for one step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -171,8 +174,8 @@ pub struct Envelope {
     pub from: String,
     /// The recipients, in order.
     pub to: Vec<String>,
-    /// The client's address.
-    pub client: IpAddr,
+    /// The client's address and port.
+    pub client: std::net::SocketAddr,
 }
 
 /// Reads the envelope; a refusal (400) says what is wrong.
@@ -207,11 +210,20 @@ pub fn envelope(headers: &HeaderMap, max_recipients: usize) -> Result<Envelope, 
             "452 4.5.3 Too many recipients",
         ));
     }
-    let client = headers
-        .get(HEADER_CLIENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| bad("no client address"))?;
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let ip: Option<IpAddr> = header(HEADER_CLIENT).and_then(|v| v.parse().ok());
+    let port: Option<u16> = header(HEADER_CLIENT_PORT)
+        .and_then(|v| v.parse().ok())
+        .filter(|p| *p != 0);
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Err(bad("no client address"));
+    };
+    let client = std::net::SocketAddr::new(ip, port);
     Ok(Envelope {
         from: from.pop().unwrap_or_default(),
         to,
@@ -300,16 +312,17 @@ impl State {
         smtp.expect(220).await?;
         smtp.command(&format!("EHLO {}", self.opts.helo)).await?;
         smtp.expect(250).await?;
-        let addr = match env.client {
+        let addr = match env.client.ip() {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("IPV6:{a}"),
         };
         let helo = env
             .from
             .rsplit_once('@')
-            .map_or_else(|| format!("[{}]", env.client), |(_, d)| d.to_owned());
+            .map_or_else(|| format!("[{}]", env.client.ip()), |(_, d)| d.to_owned());
         smtp.command(&format!(
-            "XCLIENT ADDR={addr} NAME=[UNAVAILABLE] PROTO=ESMTP HELO={helo}"
+            "XCLIENT ADDR={addr} PORT={} NAME=[UNAVAILABLE] PROTO=ESMTP HELO={helo}",
+            env.client.port()
         ))
         .await?;
         // Postfix answers XCLIENT with a new greeting.
@@ -404,16 +417,21 @@ mod tests {
                 ("X-MAIL-TO", "b@y.test"),
                 ("X-MAIL-TO", "<c@y.test>"),
                 ("X-Real-IP", "192.0.2.7"),
+                ("X-Real-Port", "41234"),
             ]),
             10,
         )
         .unwrap();
         assert_eq!(env.from, "a@x.test");
         assert_eq!(env.to, ["b@y.test", "c@y.test"]);
-        assert_eq!(env.client.to_string(), "192.0.2.7");
+        assert_eq!(env.client.to_string(), "192.0.2.7:41234");
 
         let null = envelope(
-            &headers(&[("X-MAIL-TO", "b@y.test"), ("X-Real-IP", "::1")]),
+            &headers(&[
+                ("X-MAIL-TO", "b@y.test"),
+                ("X-Real-IP", "::1"),
+                ("X-Real-Port", "1"),
+            ]),
             10,
         )
         .unwrap();
@@ -434,6 +452,14 @@ mod tests {
                 "501 5.5.4 more than one X-MAIL-FROM",
             ),
             (&[("X-MAIL-TO", "c@y")], "501 5.5.4 no client address"),
+            (
+                &[
+                    ("X-MAIL-TO", "c@y"),
+                    ("X-Real-IP", "::1"),
+                    ("X-Real-Port", "0"),
+                ],
+                "501 5.5.4 no client address",
+            ),
             (
                 &[("X-MAIL-TO", "c@y>\r\nRSET"), ("X-Real-IP", "::1")],
                 "501 5.5.4 bad address",

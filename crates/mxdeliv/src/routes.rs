@@ -181,12 +181,13 @@ impl Memory {
         match table {
             "filter" => self.filter(key),
             "tlspolicy" => {
-                let mut t = self.tables();
-                if t.asking.len() >= MAX_ENTRIES {
-                    t.asking.clear();
+                if let Some(domain) = self.destination(key) {
+                    let mut t = self.tables();
+                    if t.asking.len() >= MAX_ENTRIES {
+                        t.asking.clear();
+                    }
+                    t.asking.insert(who, domain);
                 }
-                t.asking
-                    .insert(who, key.trim_matches(['[', ']']).to_ascii_lowercase());
                 "NOTFOUND ".into()
             }
             "status" => {
@@ -195,6 +196,24 @@ impl Memory {
             }
             _ => "PERM unknown table".into(),
         }
+    }
+
+    /// The recipient domain of Postfix's next hop `nexthop`: a peer's
+    /// fixed address, or the domain itself (an address literal stays in
+    /// brackets, as in the address). Parent-domain lookups (`.example`)
+    /// name no destination.
+    fn destination(&self, nexthop: &str) -> Option<String> {
+        let nexthop = nexthop.to_ascii_lowercase();
+        if let Some(p) = self.settings.peers.iter().find(|p| p.smtp == nexthop) {
+            return Some(p.domain.clone());
+        }
+        if nexthop.is_empty() || nexthop.starts_with('.') {
+            return None;
+        }
+        Some(match nexthop.rsplit_once("]:") {
+            Some((host, _port)) => format!("{host}]"),
+            None => nexthop,
+        })
     }
 
     /// The `FILTER` action that sends a re-injected recipient to Postfix's
@@ -355,6 +374,7 @@ mod tests {
         assert!(m.smtp_only("c.test"));
         // Another process's failure for another domain changes nothing.
         m.lookup("tlspolicy", "[d.test]:25", 8);
+        m.lookup("tlspolicy", ".d.test", 8);
         m.lookup(
             "status",
             "4.4.1 connect to d.test[192.0.2.2]:25: Connection refused",
@@ -367,6 +387,23 @@ mod tests {
             7,
         );
         assert!(!m.smtp_only("c.test"));
+    }
+
+    #[test]
+    fn destinations_of_next_hops() {
+        let m = memory();
+        let cases = [
+            ("c.test", Some("c.test")),
+            ("C.Test", Some("c.test")),
+            ("[127.0.0.1]:2525", Some("b.test")),
+            ("[192.0.2.1]:25", Some("[192.0.2.1]")),
+            ("[192.0.2.1]", Some("[192.0.2.1]")),
+            (".c.test", None),
+            ("", None),
+        ];
+        for (nexthop, want) in cases {
+            assert_eq!(m.destination(nexthop).as_deref(), want, "{nexthop}");
+        }
     }
 
     #[test]

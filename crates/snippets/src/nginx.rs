@@ -54,6 +54,7 @@ fn mxdeliv_location(socket: &str) -> String {
          proxy_request_buffering off;\n        \
          proxy_http_version 1.1;\n        \
          proxy_set_header X-Real-IP $remote_addr;\n        \
+         proxy_set_header X-Real-Port $remote_port;\n        \
          proxy_read_timeout 330s;\n        \
          proxy_pass http://unix:{socket}:/mxdeliv;\n    \
          }}\n"
@@ -199,6 +200,7 @@ mod tests {
             "root /var/lib/chatmail/acme;",
             "fastcgi_pass unix:/run/fcgiwrap.socket;",
             "    location = /mxdeliv {\n",
+            "        proxy_set_header X-Real-Port $remote_port;\n",
             "        proxy_pass http://unix:/run/chatmail-mxdeliv/mxdeliv.socket:/mxdeliv;\n",
         ] {
             assert!(conf.contains(line), "{line}\n{conf}");
