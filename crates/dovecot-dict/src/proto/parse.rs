@@ -521,14 +521,20 @@ mod tests {
         }
     }
 
+    /// Asserts that `pred` holds for every command byte of `yes` and for
+    /// none of `no`.
+    fn holds_for_exactly(pred: fn(u8) -> bool, yes: &[u8], no: &[u8]) {
+        for &c in yes {
+            assert!(pred(c), "{}", c as char);
+        }
+        for &c in no {
+            assert!(!pred(c), "{}", c as char);
+        }
+    }
+
     #[test]
     fn writes_and_their_transaction_ids() {
-        for c in *b"SUA" {
-            assert!(command_is_write(c));
-        }
-        for c in *b"HLIBTVCDRX" {
-            assert!(!command_is_write(c));
-        }
+        holds_for_exactly(command_is_write, b"SUA", b"HLIBTVCDRX");
         let cases: &[(&[u8], Option<u32>)] = &[
             (b"S12\tk\tv", Some(12)),
             (b"S12\t\xff", Some(12)),
@@ -553,11 +559,6 @@ mod tests {
 
     #[test]
     fn reply_expectations() {
-        for c in *b"LICD" {
-            assert!(command_expects_reply(c));
-        }
-        for c in *b"HBSUATVRX" {
-            assert!(!command_expects_reply(c));
-        }
+        holds_for_exactly(command_expects_reply, b"LICD", b"HBSUATVRX");
     }
 }
