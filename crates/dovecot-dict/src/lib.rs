@@ -1,6 +1,10 @@
-//! Server side of the Dovecot 2.3 dict protocol (`proxy:` dict, protocol
-//! version 3.2), so our daemons can answer Dovecot's passdb/userdb/metadata
-//! lookups and writes.
+//! Server side of the Dovecot dict protocol (`proxy:` dict), so our daemons
+//! can answer Dovecot's passdb/userdb/metadata lookups and writes. It
+//! accepts a HELLO of protocol major version 3 (Dovecot 2.3, which sends
+//! 3.2) or 4 (Dovecot 2.4, which sends 4.0), whatever minor version number
+//! it carries, and closes a connection whose HELLO names any other major
+//! version; both majors are served with the same request lines ([`proto`]
+//! lists them and the few differences of 4).
 //!
 //! The wire format was taken from Dovecot 2.3.19's own sources:
 //! `src/lib-dict/dict-client.h` and `dict-client.c` (what the client sends
@@ -10,7 +14,8 @@
 //!
 //! Three layers, each depending only on those below it:
 //! [`types`] (lookup and commit results, transactions, keys in logs),
-//! [`proto`] (documents the format, parses requests and encodes replies),
+//! [`proto`] (documents the format; parses requests and encodes replies
+//! in modules of their own),
 //! [`server`] (connections, HELLO state, transactions; hands complete
 //! requests to a [`server::Handler`] that holds the policy). The crate
 //! speaks only the dict protocol: it must not depend on the config or on

@@ -1,5 +1,6 @@
-//! A generic async server for the Dovecot 2.3 dict protocol (see [`crate::proto`]
-//! for the wire format and the Dovecot source files it comes from).
+//! A generic async server for the Dovecot dict protocol, major versions 3
+//! (Dovecot 2.3) and 4 (Dovecot 2.4) (see [`crate::proto`] for the wire
+//! format and the Dovecot source files it comes from).
 //!
 //! The server owns everything protocol-shaped (framing, per-connection
 //! HELLO state and transactions, replies, bad input); a [`Handler`] owns

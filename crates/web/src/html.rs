@@ -1,27 +1,14 @@
 //! The three HTML pages: home (invite QR code and link), info (limits,
 //! account deletion) and privacy (filled from the `privacy_*` keys). One
 //! self-contained file each: inline CSS, no scripts, no external assets, a
-//! single column that fits a phone.
+//! single column that fits a phone. The home page's QR code comes from
+//! [`crate::qr`], which must not depend on this module (both escape text
+//! with [`crate::escape`]).
 
 use chatmail_config::Config;
 
+use crate::escape::escape;
 use crate::{Site, human_size};
-
-/// `s` safe inside HTML text and double-quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const CSS: &str = "\
 *{box-sizing:border-box}\

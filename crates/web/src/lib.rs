@@ -14,6 +14,7 @@
 //! so it needs the web crate's view of the site (self-signed or not) rather
 //! than any daemon. This crate must not depend on a daemon crate.
 
+mod escape;
 mod html;
 mod newemail;
 mod qr;
@@ -129,8 +130,8 @@ pub fn mta_sts(config: &Config) -> String {
 /// Thunderbird's autoconfig format (`config-v1.1.xml`), which Delta Chat
 /// reads too: IMAP and SMTP with implicit TLS first, then STARTTLS.
 pub fn autoconfig(config: &Config, site: &Site) -> String {
-    let domain = html::escape(config.address_domain());
-    let host = html::escape(&site.mail_host);
+    let domain = escape::escape(config.address_domain());
+    let host = escape::escape(&site.mail_host);
     let server = |kind: &str, tag: &str, port: u16, socket: &str| {
         format!(
             "    <{tag} type=\"{kind}\">\n      <hostname>{host}</hostname>\n      \

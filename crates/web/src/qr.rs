@@ -3,6 +3,8 @@
 
 use qrcode::{Color, EcLevel, QrCode};
 
+use crate::escape::escape;
+
 /// `text` as a QR code (error correction M, byte mode as needed), drawn as
 /// an `<svg>` element whose viewBox is the code plus its quiet zone; `label`
 /// becomes its accessible name. `None` when the text does not fit a QR code.
@@ -24,6 +26,6 @@ pub fn qr_svg(text: &str, label: &str) -> Option<String> {
          shape-rendering=\"crispEdges\" role=\"img\" aria-label=\"{label}\">\
          <rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/>\
          <path fill=\"#000\" d=\"{path}\"/></svg>",
-        label = crate::html::escape(label),
+        label = escape(label),
     ))
 }

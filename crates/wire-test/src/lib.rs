@@ -3,10 +3,15 @@
 //!
 //! Every read has a deadline: a reply that never comes fails the test
 //! instead of hanging it. Bytes are compared in their escaped form so a
-//! failure shows tabs and newlines. [`Spawned`] runs a server under test on
-//! the runtime and stops it.
+//! failure shows tabs and newlines. [`LineClient`] reads replies a line at a
+//! time, `\n` included, for tests that compare whole reply lines.
+//! [`Spawned`] runs a server under test on the runtime and stops it;
+//! [`Served`] does so for a protocol server with a [`Scripted`] handler.
 //!
 //! A development dependency only: no shipped crate may depend on this one.
+//! It depends on no crate of the workspace, so the tests of any crate can
+//! use it; servers under test get a plain Unix listener and wrap it in
+//! their own listener type.
 
 use std::future::Future;
 use std::io;
@@ -16,8 +21,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -81,15 +87,77 @@ pub async fn expect_eof(c: &mut UnixStream) {
     assert_eq!(rest.escape_ascii().to_string(), "");
 }
 
+/// A client of a line protocol that sends text and reads the reply one
+/// line at a time, `\n` included, so that tests compare exact reply lines.
+#[derive(Debug)]
+pub struct LineClient {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    patience: Duration,
+}
+
+impl LineClient {
+    /// Connects to `path`; a reply line is awaited [`PATIENCE`] at most.
+    ///
+    /// # Panics
+    /// When connecting fails.
+    pub async fn connect(path: &Path) -> LineClient {
+        let (r, w) = UnixStream::connect(path).await.unwrap().into_split();
+        LineClient {
+            r: BufReader::new(r),
+            w,
+            patience: PATIENCE,
+        }
+    }
+
+    /// Awaits each reply line `patience` at most, for a server whose replies
+    /// wait on more than its own work.
+    #[must_use]
+    pub fn with_patience(mut self, patience: Duration) -> LineClient {
+        self.patience = patience;
+        self
+    }
+
+    /// Sends `text` as it is.
+    ///
+    /// # Panics
+    /// When the write fails.
+    pub async fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    /// The next line, with its `\n`; empty at the end of the stream.
+    ///
+    /// # Panics
+    /// When no line comes in time, the read fails or the line is not UTF-8.
+    pub async fn line(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(self.patience, self.r.read_line(&mut line))
+            .await
+            .unwrap_or_else(|_| panic!("no reply line within {:?}", self.patience))
+            .unwrap();
+        line
+    }
+
+    /// Sends `text` and returns the next line.
+    ///
+    /// # Panics
+    /// As [`LineClient::send`] and [`LineClient::line`].
+    pub async fn request(&mut self, text: &str) -> String {
+        self.send(text).await;
+        self.line().await
+    }
+}
+
 /// Binds a Unix listener at `dir/name` with plain `bind(2)` (the daemons'
-/// own [`chatmail_net::Listener::bind`] is tested on its own).
+/// own way of binding is tested on its own); the caller hands it to its
+/// server in whatever listener type that server takes.
 ///
 /// # Panics
 /// When binding fails.
-pub fn bind_unix(dir: &Path, name: &str) -> (PathBuf, chatmail_net::Listener) {
+pub fn bind_unix(dir: &Path, name: &str) -> (PathBuf, UnixListener) {
     let path = dir.join(name);
-    let listener =
-        chatmail_net::Listener::from_unix(tokio::net::UnixListener::bind(&path).unwrap());
+    let listener = UnixListener::bind(&path).unwrap();
     (path, listener)
 }
 
@@ -176,7 +244,7 @@ pub trait Scripted: Default + Send + Sync + 'static {
 
     /// The server's entry point, serving with `handler` until `stop`.
     fn serve(
-        listener: chatmail_net::Listener,
+        listener: UnixListener,
         handler: Arc<Self>,
         options: Self::Options,
         stop: Stop,

@@ -5,15 +5,16 @@
 #![allow(dead_code)]
 
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chatmail_accounts::probe::ResourceProbe;
 use chatmail_accounts::rules::Resources;
 use chatmail_config::Config;
-use chatmail_wire_test::{Spawned, bind_unix};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
+use chatmail_net::Listener;
+use chatmail_wire_test::{LineClient, Spawned, bind_unix};
 
 pub const DOMAIN: &str = "example.org";
 
@@ -68,7 +69,12 @@ impl AuthServer {
         let (socket, listener) = bind_unix(dir.path(), "auth.socket");
         let probe = FakeProbe::idle();
         let server = Spawned::spawn(|stop| {
-            chatmail_auth::run_with_probe(listener, config.clone(), probe.clone(), stop)
+            chatmail_auth::run_with_probe(
+                Listener::from_unix(listener),
+                config.clone(),
+                probe.clone(),
+                stop,
+            )
         });
         AuthServer {
             dir,
@@ -80,12 +86,8 @@ impl AuthServer {
     }
 
     pub async fn client(&self) -> Client {
-        let stream = UnixStream::connect(&self.socket).await.unwrap();
-        let (r, w) = stream.into_split();
-        let mut c = Client {
-            r: BufReader::new(r),
-            w,
-        };
+        let line = LineClient::connect(&self.socket).await;
+        let mut c = Client(line.with_patience(Duration::from_secs(10)));
         c.send("H3\t2\t0\t\tauth\n").await;
         c
     }
@@ -99,34 +101,25 @@ impl AuthServer {
     }
 }
 
-pub struct Client {
-    r: BufReader<tokio::net::unix::OwnedReadHalf>,
-    w: tokio::net::unix::OwnedWriteHalf,
+/// A connection to the auth socket, as Dovecot's passdb and userdb open
+/// it; the line client's methods are its own.
+pub struct Client(LineClient);
+
+impl Deref for Client {
+    type Target = LineClient;
+
+    fn deref(&self) -> &LineClient {
+        &self.0
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut LineClient {
+        &mut self.0
+    }
 }
 
 impl Client {
-    pub async fn send(&mut self, bytes: &str) {
-        self.w.write_all(bytes.as_bytes()).await.unwrap();
-    }
-
-    pub async fn line(&mut self) -> String {
-        let mut line = String::new();
-        // A missing reply must fail the test, not hang it.
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            self.r.read_line(&mut line),
-        )
-        .await
-        .expect("no reply within 10 s")
-        .unwrap();
-        line
-    }
-
-    pub async fn request(&mut self, bytes: &str) -> String {
-        self.send(bytes).await;
-        self.line().await
-    }
-
     /// A passdb lookup as Dovecot sends it for `password_key = passdb/%Ew"%Eu`.
     pub async fn passdb(&mut self, password: &str, user: &str) -> String {
         self.request(&format!("Lshared/passdb/{password}\"{user}\t{user}\n"))

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chatmail_net::Listener;
 use chatmail_wire_test::{Scripted, Served, Serving, Stop};
 use dovecot_dict::{CommitResult, Handler, LookupResult, Op, ServerOptions, Transaction, serve};
+use tokio::net::UnixListener;
 
 /// Answers from a fixed script and records every commit it is given.
 #[derive(Default)]
@@ -80,8 +81,8 @@ impl Scripted for TestHandler {
     const SOCKET: &'static str = "dict.sock";
     const HELLO: &'static [u8] = b"H3\t2\t0\t\tpassdb\n";
 
-    fn serve(listener: Listener, handler: Arc<Self>, opts: ServerOptions, stop: Stop) -> Serving {
-        Box::pin(serve(listener, handler, opts, stop))
+    fn serve(listener: UnixListener, handler: Arc<Self>, o: ServerOptions, stop: Stop) -> Serving {
+        Box::pin(serve(Listener::from_unix(listener), handler, o, stop))
     }
 }
 

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,8 @@ use std::time::Duration;
 use chatmail_config::Config;
 use chatmail_mailbox::Store;
 use chatmail_metadata::{ManualClock, MetadataOptions};
-use chatmail_wire_test::{Spawned, bind_unix};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
+use chatmail_net::Listener;
+use chatmail_wire_test::{LineClient, Spawned, bind_unix};
 
 pub const DOMAIN: &str = "example.org";
 pub const GUID: &str = "43f5f508a7ea0366dff30200c15250e3";
@@ -139,7 +139,9 @@ impl World {
         let (socket, listener) = bind_unix(self.dir.path(), &name);
         let queue_db = options.queue_db.clone();
         let config = Arc::clone(&self.config);
-        let server = Spawned::spawn(|stop| chatmail_metadata::run(listener, config, options, stop));
+        let server = Spawned::spawn(|stop| {
+            chatmail_metadata::run(Listener::from_unix(listener), config, options, stop)
+        });
         Server {
             socket,
             config: Arc::clone(&self.config),
@@ -162,11 +164,10 @@ pub async fn started(addr: &str) -> (World, Gateway, Server) {
 
 impl Server {
     pub async fn client(&self) -> Client {
-        let stream = UnixStream::connect(&self.socket).await.unwrap();
-        let (r, w) = stream.into_split();
         let mut c = Client {
-            r: BufReader::new(r),
-            w,
+            line: LineClient::connect(&self.socket)
+                .await
+                .with_patience(PATIENCE),
             next_tx: 1,
         };
         // What Dovecot 2.3's dict client sends first.
@@ -196,32 +197,28 @@ pub fn queued(db: &Path) -> Vec<(String, String, i64, i64)> {
         .unwrap()
 }
 
+/// A dict connection as Dovecot's metadata plugin opens it; the line
+/// client's methods are its own.
 pub struct Client {
-    r: BufReader<tokio::net::unix::OwnedReadHalf>,
-    w: tokio::net::unix::OwnedWriteHalf,
+    line: LineClient,
     next_tx: u32,
 }
 
+impl Deref for Client {
+    type Target = LineClient;
+
+    fn deref(&self) -> &LineClient {
+        &self.line
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut LineClient {
+        &mut self.line
+    }
+}
+
 impl Client {
-    pub async fn send(&mut self, bytes: &str) {
-        self.w.write_all(bytes.as_bytes()).await.unwrap();
-    }
-
-    pub async fn line(&mut self) -> String {
-        let mut line = String::new();
-        // A missing reply must fail the test, not hang it.
-        tokio::time::timeout(PATIENCE, self.r.read_line(&mut line))
-            .await
-            .expect("no reply in time")
-            .unwrap();
-        line
-    }
-
-    pub async fn request(&mut self, bytes: &str) -> String {
-        self.send(bytes).await;
-        self.line().await
-    }
-
     pub async fn lookup(&mut self, key: &str, user: &str) -> String {
         self.request(&format!("L{key}\t{user}\n")).await
     }

@@ -92,7 +92,7 @@ impl Milter {
         Fut: Future<Output = io::Result<()>> + Send + 'static,
     {
         let (socket, listener) = bind_unix(dir.path(), "milter.sock");
-        let server = Spawned::spawn(|stop| serve(listener, stop));
+        let server = Spawned::spawn(|stop| serve(Listener::from_unix(listener), stop));
         Milter {
             socket,
             dir,

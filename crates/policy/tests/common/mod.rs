@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chatmail_config::Config;
 use chatmail_mailbox::Store;
+use chatmail_net::Listener;
 use chatmail_policy::FakeRelativeClock;
 use chatmail_wire_test::{Spawned, bind_unix};
 use tokio::net::UnixStream;
@@ -33,7 +34,12 @@ impl Policy {
         let (path, listener) = bind_unix(dir.path(), "policy.sock");
         let clock = FakeRelativeClock::default();
         let server = Spawned::spawn(|stop| {
-            chatmail_policy::run_with_clock(listener, config, clock.clone(), stop)
+            chatmail_policy::run_with_clock(
+                Listener::from_unix(listener),
+                config,
+                clock.clone(),
+                stop,
+            )
         });
         Policy {
             clock,

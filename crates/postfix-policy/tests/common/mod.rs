@@ -11,6 +11,7 @@ use std::time::Duration;
 use chatmail_net::Listener;
 use chatmail_wire_test::{Scripted, Served, Serving, Stop};
 use postfix_policy::{Action, Handler, ReplyCode, Request, ServerOptions, serve};
+use tokio::net::UnixListener;
 
 pub const NO_SUCH_USER: ReplyCode = ReplyCode::constant(550, 1, 1);
 
@@ -54,8 +55,8 @@ impl Scripted for TestHandler {
     const SOCKET: &'static str = "policy.sock";
     const HELLO: &'static [u8] = b"";
 
-    fn serve(listener: Listener, handler: Arc<Self>, opts: ServerOptions, stop: Stop) -> Serving {
-        Box::pin(serve(listener, handler, opts, stop))
+    fn serve(listener: UnixListener, handler: Arc<Self>, o: ServerOptions, stop: Stop) -> Serving {
+        Box::pin(serve(Listener::from_unix(listener), handler, o, stop))
     }
 }
 

@@ -1,69 +1,8 @@
-//! Wire format of the Dovecot 2.3 dict protocol (major 3, minor 2), as
-//! spoken by the `proxy:` dict client in Dovecot 2.3.19.
-//!
-//! Sources (Dovecot 2.3.19): `src/lib-dict/dict-client.h` (command and reply
-//! characters, version 3.2, 64 KiB line limit), `src/lib-dict/dict-client.c`
-//! (exact request lines, reply parsing), `src/dict/dict-commands.c` and
-//! `src/dict/dict-connection.c` (stock server replies, handshake checks),
-//! `src/lib/strescape.c` (`str_tabescape`/`str_tabunescape`).
-//!
-//! Every line ends in `\n`; fields are separated by `\t`; each field is
-//! tab-escaped (below). The command/reply character is glued to the first
-//! field. `<user>` is empty when the client has no user; priv/ keys always
-//! come with a user (lib-dict asserts it), shared/ keys may not. The client
-//! passes keys verbatim, including their `shared/` or `priv/` prefix.
-//!
-//! | client sends | meaning | server answers |
-//! |---|---|---|
-//! | `H3\t<minor>\t<value_type>\t<user>\t<dict_name>` | hello, first line; 2.3 sends minor 2, value_type 0 (string) or 1 (uint32), user always empty, dict_name = the part after `proxy:<socket>:` | nothing (stock server closes on a bad hello) |
-//! | `L<key>\t<user>` | lookup | `O<value>`, `M<esc(v1\tv2..)>` (minor >= 2, several values), `N`, or `F<error>` |
-//! | `I<flags>\t<max_rows>\t<path>\t<user>` | iterate (max_rows 0 = unlimited) | rows `O<key>\t<value>` (value empty with flag 0x08 NO_VALUE), then an empty line; or `F<error>` |
-//! | `B<id>\t<user>` | begin transaction | nothing |
-//! | `S<id>\t<key>\t<value>` | set | nothing |
-//! | `U<id>\t<key>` | unset | nothing |
-//! | `A<id>\t<key>\t<diff>` | atomic increment (signed) | nothing |
-//! | `T<id>\t<secs>\t<nsecs>` | transaction timestamp | nothing |
-//! | `C<id>` | commit (the only commit 2.3's client sends) | `O<id>`, `N<id>`, `F<id>\t<error>`, `W<id>\t<error>` (write uncertain) |
-//! | `D<id>` | async commit (server still parses it) | as `C`, prefixed with `A`: `AO<id>` ... |
-//! | `R<id>` | rollback | nothing |
-//!
-//! Not in 2.3.19 but parsed for later clients: `V<id>\t<yes|no>`
-//! (hide log values; no reply; format not verified against a source).
-//!
-//! The stock server appends four timing fields to replies and announces
-//! out-of-order replies with `*<n>` / `+<n>\t` for clients with minor >= 1;
-//! both are optional for the client (it matches replies to commands in order
-//! when there is no `+` prefix and only reads timings when 4 extra fields are
-//! present), so this implementation sends neither and answers in order.
-//!
-//! Escaping (`strescape.c`): `\001`→`\0011`, `\t`→`\001t`, `\r`→`\001r`,
-//! `\n`→`\001n`, NUL→`\0010`. Unescaping maps `\001<c>` back, an unknown `<c>`
-//! to itself, and drops a trailing lone `\001`.
-//!
-//! This module only parses and encodes: it builds on [`crate::types`] and
-//! must not depend on [`crate::server`] (connections, transactions).
+//! Request lines: what the client sends, read into [`Request`]s, and what a
+//! server must know of a line even when it does not parse (whether it
+//! expects an answer, whether it is a write, its transaction id).
 
-use crate::types::{CommitResult, LookupResult};
-
-/// Protocol major version sent in HELLO by Dovecot 2.3.
-pub const PROTOCOL_MAJOR: u32 = 3;
-/// Protocol major version Dovecot 2.4 sends (`src/lib-dict-extra/dict-client.h`,
-/// 2.4.1). Its lines are those of 3.2 except that the hello carries minor 0,
-/// value type 0 and no user, and `BEGIN` may carry a third field, the
-/// transaction's expiry in seconds (only used by drivers with
-/// `DICT_DRIVER_FLAG_SUPPORT_EXPIRE_SECS`; our dicts never expire keys, and
-/// Dovecot sends 0 unless a plugin asks for expiry).
-pub const PROTOCOL_MAJOR_24: u32 = 4;
-/// Minor version Dovecot 2.3.19 sends; from 2 on the client accepts `M` replies.
-pub const PROTOCOL_MINOR: u32 = 2;
-/// `DICT_CLIENT_MAX_LINE_LENGTH`: the longest line either side accepts.
-pub const MAX_LINE_LENGTH: usize = 64 * 1024;
-/// Iterate flag `DICT_ITERATE_FLAG_RECURSE`.
-pub const ITERATE_FLAG_RECURSE: u32 = 0x01;
-/// Iterate flag `DICT_ITERATE_FLAG_NO_VALUE`: rows carry an empty value.
-pub const ITERATE_FLAG_NO_VALUE: u32 = 0x08;
-/// Iterate flag `DICT_ITERATE_FLAG_EXACT_KEY`.
-pub const ITERATE_FLAG_EXACT_KEY: u32 = 0x10;
+use super::escape::tab_unescape;
 
 /// One request line from the client, unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,217 +279,9 @@ fn parse_signed(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-/// One reply line (or, for iteration, one of several).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// Lookup answer: `O<value>`; several values as
-    /// `M<esc(esc(v1)\tesc(v2)...)>` (one value is sent as `O`, none as
-    /// `N`, as the stock server does); a miss as `N`; a failure as
-    /// `F<error>`.
-    Lookup(LookupResult),
-    /// Iterate failure, or an unparsable request that expects an answer:
-    /// `F<error>` (`F` alone when the error is empty).
-    Failed(String),
-    /// One iterate row: `O<key>\t<value>`.
-    IterateRow { key: String, value: String },
-    /// End of iteration: an empty line.
-    IterateEnd,
-    /// Commit result: `[A]<O|N|F|W><id>[\t<error>]`; the `A` prefix answers
-    /// `D` (async commit).
-    Commit {
-        id: u32,
-        result: CommitResult,
-        async_commit: bool,
-    },
-}
-
-impl Reply {
-    /// Appends the exact bytes of this reply, escaping and `\n` included.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Reply::Lookup(LookupResult::Found(v)) => {
-                out.push(b'O');
-                tab_escape_into(v, out);
-            }
-            Reply::Lookup(LookupResult::FoundMany(vs)) => match vs.as_slice() {
-                [] => out.push(b'N'),
-                [v] => {
-                    out.push(b'O');
-                    tab_escape_into(v, out);
-                }
-                _ => {
-                    // Escaped twice so all values travel as one field.
-                    let mut inner = String::new();
-                    for (i, v) in vs.iter().enumerate() {
-                        if i > 0 {
-                            inner.push('\t');
-                        }
-                        inner.push_str(&tab_escape(v));
-                    }
-                    out.push(b'M');
-                    tab_escape_into(&inner, out);
-                }
-            },
-            Reply::Lookup(LookupResult::NotFound) => out.push(b'N'),
-            Reply::Lookup(LookupResult::Failed(e)) | Reply::Failed(e) => {
-                out.push(b'F');
-                tab_escape_into(e, out);
-            }
-            Reply::IterateRow { key, value } => {
-                out.push(b'O');
-                tab_escape_into(key, out);
-                out.push(b'\t');
-                tab_escape_into(value, out);
-            }
-            Reply::IterateEnd => {}
-            Reply::Commit {
-                id,
-                result,
-                async_commit,
-            } => {
-                if *async_commit {
-                    out.push(b'A');
-                }
-                let (chr, error) = match result {
-                    CommitResult::Ok => (b'O', None),
-                    CommitResult::NotFound => (b'N', None),
-                    CommitResult::Failed(e) => (b'F', Some(e)),
-                    CommitResult::WriteUncertain(e) => (b'W', Some(e)),
-                };
-                out.push(chr);
-                out.extend_from_slice(id.to_string().as_bytes());
-                if let Some(e) = error {
-                    out.push(b'\t');
-                    tab_escape_into(e, out);
-                }
-            }
-        }
-        out.push(b'\n');
-    }
-
-    /// The encoded bytes as a new vector.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::new();
-        self.encode(&mut v);
-        v
-    }
-}
-
-/// Appends `s` tab-escaped (Dovecot `str_append_tabescaped`, plus NUL).
-pub fn tab_escape_into(s: &str, out: &mut Vec<u8>) {
-    let mut rest = s.as_bytes();
-    out.reserve(rest.len());
-    // Values rarely need escaping: copy the runs between special bytes whole.
-    while let Some(i) = rest
-        .iter()
-        .position(|&b| matches!(b, 0 | 1 | b'\t' | b'\r' | b'\n'))
-    {
-        let esc = match rest[i] {
-            0 => b'0',
-            1 => b'1',
-            b'\t' => b't',
-            b'\r' => b'r',
-            _ => b'n',
-        };
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(&[1, esc]);
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-}
-
-/// `s` tab-escaped (Dovecot `str_tabescape`, plus NUL).
-pub fn tab_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\0' => out.push_str("\u{1}0"),
-            '\u{1}' => out.push_str("\u{1}1"),
-            '\t' => out.push_str("\u{1}t"),
-            '\r' => out.push_str("\u{1}r"),
-            '\n' => out.push_str("\u{1}n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Reverses [`tab_escape`] like Dovecot `str_tabunescape`: an unknown
-/// escaped character stands for itself and a trailing lone `\001` is dropped.
-pub fn tab_unescape(s: &str) -> String {
-    if !s.contains('\u{1}') {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\u{1}' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('0') => out.push('\0'),
-            Some('1') => out.push('\u{1}'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('n') => out.push('\n'),
-            Some(other) => out.push(other),
-            None => break,
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_table() {
-        let cases: &[(&str, &[u8])] = &[
-            ("", b""),
-            ("plain", b"plain"),
-            ("a\tb", b"a\x01tb"),
-            ("a\nb\r", b"a\x01nb\x01r"),
-            ("\u{1}", b"\x01\x31"),
-            ("\0", b"\x01\x30"),
-            ("x\u{1}t", b"x\x01\x31t"),
-            ("ü\t€", "ü\u{1}t€".as_bytes()),
-        ];
-        for (plain, escaped) in cases {
-            let mut out = Vec::new();
-            tab_escape_into(plain, &mut out);
-            assert_eq!(&out, escaped, "escape_into {plain:?}");
-            assert_eq!(tab_escape(plain).as_bytes(), *escaped, "escape {plain:?}");
-            let esc = std::str::from_utf8(escaped).unwrap();
-            assert_eq!(tab_unescape(esc), *plain, "unescape {esc:?}");
-        }
-    }
-
-    #[test]
-    fn unescape_like_dovecot() {
-        let cases = [
-            ("\u{1}x", "x"),
-            ("ab\u{1}", "ab"),
-            ("\u{1}\u{1}", "\u{1}"),
-            ("\u{1}ü", "ü"),
-            ("\u{1}1t", "\u{1}t"),
-        ];
-        for (esc, plain) in cases {
-            assert_eq!(tab_unescape(esc), plain, "{esc:?}");
-        }
-    }
-
-    #[test]
-    fn escape_round_trip() {
-        let mut all = String::new();
-        for c in (0u32..0x80).chain([0xe9, 0x20ac, 0x1f600]) {
-            all.push(char::from_u32(c).unwrap());
-        }
-        let esc = tab_escape(&all);
-        assert!(!esc.contains(['\t', '\n', '\r', '\0']));
-        assert_eq!(tab_unescape(&esc), all);
-    }
 
     fn s(v: &str) -> String {
         v.to_owned()
@@ -790,127 +521,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reply_encoding() {
-        let cases: Vec<(Reply, &[u8])> = vec![
-            (Reply::Lookup(LookupResult::Found(s("v"))), b"Ov\n"),
-            (Reply::Lookup(LookupResult::Found(s(""))), b"O\n"),
-            (
-                Reply::Lookup(LookupResult::Found(s("a\tb\nc\u{1}"))),
-                b"Oa\x01tb\x01nc\x01\x31\n",
-            ),
-            (Reply::Lookup(LookupResult::FoundMany(vec![])), b"N\n"),
-            (
-                Reply::Lookup(LookupResult::FoundMany(vec![s("a\tb")])),
-                b"Oa\x01tb\n",
-            ),
-            (
-                Reply::Lookup(LookupResult::FoundMany(vec![s("a"), s("b\tc")])),
-                b"Ma\x01tb\x01\x31tc\n",
-            ),
-            (Reply::Lookup(LookupResult::NotFound), b"N\n"),
-            (Reply::Failed(s("")), b"F\n"),
-            (Reply::Failed(s("db\tdown")), b"Fdb\x01tdown\n"),
-            (
-                Reply::Lookup(LookupResult::Failed(s("db\tdown"))),
-                b"Fdb\x01tdown\n",
-            ),
-            (
-                Reply::IterateRow {
-                    key: s("shared/userdb/a@b"),
-                    value: s("{\"x\":1}"),
-                },
-                b"Oshared/userdb/a@b\t{\"x\":1}\n",
-            ),
-            (
-                Reply::IterateRow {
-                    key: s("k\t"),
-                    value: s(""),
-                },
-                b"Ok\x01t\t\n",
-            ),
-            (Reply::IterateEnd, b"\n"),
-            (
-                Reply::Commit {
-                    id: 1,
-                    result: CommitResult::Ok,
-                    async_commit: false,
-                },
-                b"O1\n",
-            ),
-            (
-                Reply::Commit {
-                    id: 2,
-                    result: CommitResult::NotFound,
-                    async_commit: false,
-                },
-                b"N2\n",
-            ),
-            (
-                Reply::Commit {
-                    id: 3,
-                    result: CommitResult::Failed(s("no\tspace")),
-                    async_commit: false,
-                },
-                b"F3\tno\x01tspace\n",
-            ),
-            (
-                Reply::Commit {
-                    id: 4,
-                    result: CommitResult::WriteUncertain(s("timeout")),
-                    async_commit: false,
-                },
-                b"W4\ttimeout\n",
-            ),
-            (
-                Reply::Commit {
-                    id: 5,
-                    result: CommitResult::Ok,
-                    async_commit: true,
-                },
-                b"AO5\n",
-            ),
-            (
-                Reply::Commit {
-                    id: 6,
-                    result: CommitResult::Failed(s("x")),
-                    async_commit: true,
-                },
-                b"AF6\tx\n",
-            ),
-        ];
-        for (reply, want) in cases {
-            assert_eq!(
-                reply.to_bytes(),
-                want,
-                "{reply:?} -> {:?}",
-                String::from_utf8_lossy(&reply.to_bytes())
-            );
+    /// Asserts that `pred` holds for every command byte of `yes` and for
+    /// none of `no`.
+    fn holds_for_exactly(pred: fn(u8) -> bool, yes: &[u8], no: &[u8]) {
+        for &c in yes {
+            assert!(pred(c), "{}", c as char);
         }
-    }
-
-    #[test]
-    fn multi_values_decode_like_the_client() {
-        // dict-client.c splits the line on tabs and unescapes each field, then
-        // splits an `M` value again; do the same and get the values back.
-        let vals = vec![s("a\tb"), s("c\u{1}"), s("")];
-        let bytes = Reply::Lookup(LookupResult::FoundMany(vals.clone())).to_bytes();
-        let line = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
-        let fields: Vec<String> = line.split('\t').map(tab_unescape).collect();
-        assert_eq!(fields.len(), 1);
-        let inner = fields[0].strip_prefix('M').unwrap();
-        let got: Vec<String> = inner.split('\t').map(tab_unescape).collect();
-        assert_eq!(got, vals);
+        for &c in no {
+            assert!(!pred(c), "{}", c as char);
+        }
     }
 
     #[test]
     fn writes_and_their_transaction_ids() {
-        for c in *b"SUA" {
-            assert!(command_is_write(c));
-        }
-        for c in *b"HLIBTVCDRX" {
-            assert!(!command_is_write(c));
-        }
+        holds_for_exactly(command_is_write, b"SUA", b"HLIBTVCDRX");
         let cases: &[(&[u8], Option<u32>)] = &[
             (b"S12\tk\tv", Some(12)),
             (b"S12\t\xff", Some(12)),
@@ -935,11 +559,6 @@ mod tests {
 
     #[test]
     fn reply_expectations() {
-        for c in *b"LICD" {
-            assert!(command_expects_reply(c));
-        }
-        for c in *b"HBSUATVRX" {
-            assert!(!command_expects_reply(c));
-        }
+        holds_for_exactly(command_expects_reply, b"LICD", b"HBSUATVRX");
     }
 }
