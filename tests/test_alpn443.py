@@ -2,7 +2,8 @@
 (docs/web.md): nginx's stream on the sandbox's HTTPS port routes by the
 ALPN protocol of the ClientHello, `imap` to Dovecot, `smtp` to Postfix's
 submission with implicit TLS, everything else to the HTTPS server block,
-which learns the client's address from the PROXY protocol header.
+which learns the client's address from the PROXY protocol header; and
+Delta Chat clients that know only that port chat through it.
 
 Every connection here comes from a random 127.x.y.z address, so the
 address nginx logs can only be the client's own.
@@ -236,3 +237,35 @@ def test_setup_keeps_443_on_the_server_block_without_the_module(tmp_path):
     assert not (etc / "nginx/modules-enabled/90-chatmail-stream.conf").exists()
     site = (etc / "nginx/conf.d/chatmail.conf").read_text()
     assert "listen 443 ssl;" in site and "proxy_protocol" not in site
+
+
+def test_delta_chat_clients_chat_through_port_443(relay, tmp_path):
+    """Delta Chat core itself offers `imap` and `smtp` by ALPN on a port
+    that is not 993 or 465: two accounts that only know the HTTPS port
+    chat end-to-end encrypted."""
+    from test_deltachat import Clients, incoming, new_credentials, secure_join
+
+    clients = Clients(relay, tmp_path / "accounts")
+    try:
+        accounts = []
+        for _ in range(2):
+            creds = new_credentials(relay)
+            ac = clients.dc.add_account()
+            ac.add_or_update_transport({
+                "addr": creds["email"], "password": creds["password"],
+                "imapServer": relay.host, "imapPort": relay.info["https_port"],
+                "imapSecurity": "ssl",
+                "smtpServer": relay.host, "smtpPort": relay.info["https_port"],
+                "smtpSecurity": "ssl",
+                "certificateChecks": "acceptInvalidCertificates",
+            })
+            assert ac.is_configured()
+            ac.bring_online()
+            accounts.append(ac)
+        a, b = accounts
+        chat, _ = secure_join(b, a)
+        chat.send_text("hello through port 443")
+        snap = incoming(b).get_snapshot()
+        assert (snap.text, snap.show_padlock) == ("hello through port 443", True)
+    finally:
+        clients.close()
