@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chatmail_config::Config;
-use chatmail_snippets::nginx::{ACME_ROOT, NGINX_CONF, NginxSite, WWW_OVERRIDE, WWW_ROOT};
+use chatmail_snippets::nginx::{self, ACME_ROOT, NGINX_CONF, NginxSite, WWW_OVERRIDE, WWW_ROOT};
 
 use crate::doctor::{Check, Status};
 use crate::files::Roots;
@@ -35,8 +35,10 @@ fn var_path(roots: &Roots, etc_given: bool, path: &str) -> PathBuf {
 
 /// The files of the web front `setup` manages: each rendered page (always
 /// rewritten: the operator's copies live in [`WWW_OVERRIDE`], which nginx
-/// serves first), and, when nginx is installed, its server block. The
-/// second value is the service to reload when the file changed.
+/// serves first), and, when nginx is installed, its server block, behind
+/// the port-443 stream when nginx's stream module is enabled
+/// (libnginx-mod-stream; docs/web.md). The second value is the service to
+/// reload when the file changed.
 pub fn planned_files(
     config: &Config,
     tls: &TlsFiles,
@@ -49,14 +51,25 @@ pub fn planned_files(
         out.push((www.join(file.path), file.text, None));
     }
     if roots.host(Path::new("/etc/nginx")).is_dir() {
-        let site = NginxSite::relay(
+        let mut site = NginxSite::relay(
             config,
             &tls.cert.display().to_string(),
             &tls.key.display().to_string(),
         );
+        // Without the module, nginx would refuse the stream block: the
+        // server block then keeps port 443 itself.
+        if nginx::stream_module_enabled(&roots.host(Path::new(nginx::NGINX_MODULES_ENABLED))) {
+            let stream = nginx::StreamSite::relay(config);
+            out.push((
+                roots.host(Path::new(nginx::NGINX_STREAM_CONF)),
+                nginx::stream_conf(&stream),
+                Some("nginx"),
+            ));
+            site = site.behind(&stream);
+        }
         out.push((
             roots.host(Path::new(NGINX_CONF)),
-            roots.relocate(&chatmail_snippets::nginx::nginx_conf(&site)),
+            roots.relocate(&nginx::nginx_conf(&site)),
             Some("nginx"),
         ));
     }

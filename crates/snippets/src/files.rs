@@ -37,6 +37,10 @@ pub const CERTBOT_DEPLOY_HOOK: &str = include_str!("../../../nginx/certbot-deplo
 /// The shipped nginx server block; `@NAME@` marks each value
 /// [`crate::nginx::nginx_conf`] fills in.
 pub const NGINX_TEMPLATE: &str = include_str!("../../../nginx/chatmail.conf");
+/// The shipped port-443 stream (ALPN routing to IMAP, submission and the
+/// server block); `@NAME@` marks each value
+/// [`crate::nginx::stream_conf`] fills in.
+pub const NGINX_STREAM_TEMPLATE: &str = include_str!("../../../nginx/chatmail-stream.conf");
 
 /// The shipped systemd units by file name: one service per daemon of
 /// [`crate::daemons::DAEMONS`], and the timers of the periodic jobs.
