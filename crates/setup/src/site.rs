@@ -1,0 +1,91 @@
+//! The relay's web site as `chatmail setup` installs it (docs/web.md): the
+//! pages rendered into [`WWW_ROOT`], the operator's page directory, the
+//! ACME webroot and the nginx server block.
+
+use std::path::{Path, PathBuf};
+
+use chatmail_config::Config;
+use chatmail_snippets::nginx::{ACME_ROOT, NGINX_CONF, NginxSite, WWW_OVERRIDE, WWW_ROOT};
+
+use crate::machine_conf::TlsFiles;
+use crate::roots::Roots;
+
+/// Where the machine-wide directories of the web front are. With `--etc
+/// DIR`, setup must not write outside DIR's parent: the rendered pages
+/// then go to `DIR/../var/lib/chatmail/www`.
+fn var_path(roots: &Roots, etc_given: bool, path: &str) -> PathBuf {
+    let rel = path.trim_start_matches('/');
+    match (etc_given, roots.etc.parent()) {
+        (true, Some(parent)) => parent.join(rel),
+        _ => roots.root.join(rel),
+    }
+}
+
+/// The files of the web front `setup` manages: each rendered page (always
+/// rewritten: the operator's copies live in [`WWW_OVERRIDE`], which nginx
+/// serves first), and, when nginx is installed, its server block. The
+/// second value is the service to reload when the file changed.
+pub fn planned_files(
+    config: &Config,
+    tls: &TlsFiles,
+    roots: &Roots,
+    etc_given: bool,
+) -> Vec<(PathBuf, String, Option<&'static str>)> {
+    let mut out = Vec::new();
+    let www = var_path(roots, etc_given, WWW_ROOT);
+    for file in chatmail_web::render(config, &chatmail_web::Site::relay(config)) {
+        out.push((www.join(file.path), file.text, None));
+    }
+    if roots.host(Path::new("/etc/nginx")).is_dir() {
+        let site = NginxSite::relay(
+            config,
+            &tls.cert.display().to_string(),
+            &tls.key.display().to_string(),
+        );
+        out.push((
+            roots.host(Path::new(NGINX_CONF)),
+            roots.relocate(&chatmail_snippets::nginx::nginx_conf(&site)),
+            Some("nginx"),
+        ));
+    }
+    out
+}
+
+/// Makes the operator's page directory and the ACME webroot (empty; never
+/// touched again). Returns what was created.
+pub fn ensure_dirs(roots: &Roots, etc_given: bool) -> std::io::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    for dir in [
+        roots.host(Path::new(WWW_OVERRIDE)),
+        var_path(roots, etc_given, ACME_ROOT),
+    ] {
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            made.push(dir);
+        }
+    }
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_etc_the_pages_stay_next_to_it() {
+        let roots = Roots {
+            etc: "/tmp/t/etc".into(),
+            root: "/".into(),
+        };
+        let config = chatmail_config::Config::for_tests("chat.example.org", Path::new("/m"));
+        let tls = TlsFiles::for_config(&config);
+        let files = planned_files(&config, &tls, &roots, true);
+        assert_eq!(
+            files[0].0,
+            Path::new("/tmp/t/var/lib/chatmail/www/index.html")
+        );
+        assert!(files.iter().all(|(p, _, _)| p.starts_with("/tmp/t/")));
+        let relay = planned_files(&config, &tls, &Roots::default(), false);
+        assert_eq!(relay[0].0, Path::new("/var/lib/chatmail/www/index.html"));
+    }
+}
