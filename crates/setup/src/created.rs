@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::Command;
 
+use crate::error::{SetupError, io_err, wln};
 use crate::services;
-use crate::setup::{SetupError, io_err, wln};
 
 /// The same kind of certificate the sandbox makes (and chatmaild's
 /// self-signed mode): P-256, ten years, the domain as CN and SAN.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// are read from or written to on this machine.
 ///
 /// With `--etc DIR`, `setup` writes a self-contained tree: every path under
-/// `/etc` that it writes into a file names DIR's copy ([`Roots::relocate`]),
+/// `/etc` that it writes into a file names DIR's copy ([`Roots::rewrite_etc_paths`]),
 /// so Postfix and Dovecot started from DIR read DIR's certificate, maps and
 /// scripts, never the machine's. Paths read back from a config go through
 /// [`Roots::host`], which leaves paths already inside DIR alone.
@@ -51,7 +51,7 @@ impl Roots {
     /// with `--etc`. A path starts at the beginning of the text or after a
     /// blank, `=`, `:`, `<`, `,` or a quote, as in `regexp:/etc/...`,
     /// `ssl_cert = </etc/...` and `lua:file=/etc/...`.
-    pub fn relocate(&self, text: &str) -> String {
+    pub fn rewrite_etc_paths(&self, text: &str) -> String {
         if self.etc == Path::new("/etc") {
             return text.to_owned();
         }
@@ -120,13 +120,13 @@ mod tests {
     }
 
     #[test]
-    fn relocate_rewrites_etc_paths_only() {
+    fn only_etc_paths_are_rewritten() {
         let r = Roots {
             etc: "/tmp/e/".into(),
             root: "/".into(),
         };
         assert_eq!(
-            r.relocate(
+            r.rewrite_etc_paths(
                 "a = regexp:/etc/postfix/m\nssl_cert = </etc/ssl/c.pem\n\
                  d = lua:file=/etc/dovecot/p.lua\n/etc/x /etc/y,/etc/z\n"
             ),
@@ -140,8 +140,11 @@ mod tests {
             "unix:private/auth",
             "x/etc/y",
         ] {
-            assert_eq!(r.relocate(unchanged), unchanged);
+            assert_eq!(r.rewrite_etc_paths(unchanged), unchanged);
         }
-        assert_eq!(Roots::default().relocate("a = /etc/x\n"), "a = /etc/x\n");
+        assert_eq!(
+            Roots::default().rewrite_etc_paths("a = /etc/x\n"),
+            "a = /etc/x\n"
+        );
     }
 }

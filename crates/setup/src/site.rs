@@ -44,7 +44,7 @@ pub fn planned_files(
         );
         out.push((
             roots.host(Path::new(NGINX_CONF)),
-            roots.relocate(&chatmail_snippets::nginx::nginx_conf(&site)),
+            roots.rewrite_etc_paths(&chatmail_snippets::nginx::nginx_conf(&site)),
             Some("nginx"),
         ));
     }

@@ -8,7 +8,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
-use super::{Check, Status};
+use super::check::{Check, Status};
 use crate::dns::dkim_txt;
 use crate::roots::Roots;
 

@@ -11,9 +11,10 @@ use chatmail_accounts::probe::{ResourceProbe, SystemProbe};
 use chatmail_accounts::rules::{self, Resources};
 use chatmail_config::Config;
 
-use crate::files::Roots;
+use crate::roots::Roots;
 
-use super::{Check, DoctorOptions, Status};
+use super::check::{Check, Status};
+use super::options::DoctorOptions;
 
 /// The `tls PATH` line: `cert` (as the configs name it) is a certificate
 /// that stays valid for `margin_days` more days.

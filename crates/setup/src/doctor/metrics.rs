@@ -10,7 +10,7 @@ use chatmail_config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::doctor::{Check, Status};
+use super::check::{Check, Status};
 
 /// The daemons that serve metrics, in port-offset order from
 /// `metrics_listen`.

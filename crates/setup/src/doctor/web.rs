@@ -10,14 +10,14 @@ use std::time::Duration;
 use chatmail_config::Config;
 use chatmail_snippets::nginx::NGINX_CONF;
 
-use super::{Check, Status};
+use super::check::{Check, Status};
 use crate::acme::DEPLOY_HOOK;
 use crate::machine_conf::TlsFiles;
 use crate::roots::Roots;
 
 /// Where `chatmail doctor` reaches the web front, and what it trusts.
 #[derive(Debug, Clone, Default)]
-pub struct WebProbe {
+pub struct WebTarget {
     /// nginx's HTTPS address; `127.0.0.1:443` when unset and the server
     /// block is installed (no check otherwise).
     pub address: Option<SocketAddr>,
@@ -170,8 +170,8 @@ fn client_trusting(
 /// exists): whether the certificate Postfix uses is the lineage's current
 /// one (else the deploy hook failed after a renewal), and, under systemd,
 /// whether `certbot.timer` runs (else nothing renews it).
-pub fn certbot_checks(roots: &Roots, probe: &WebProbe, installed: &Path) -> Vec<Check> {
-    let dir = probe
+pub fn certbot_checks(roots: &Roots, target: &WebTarget, installed: &Path) -> Vec<Check> {
+    let dir = target
         .certbot_dir
         .clone()
         .unwrap_or_else(|| roots.host(Path::new("/etc/letsencrypt")));
@@ -211,7 +211,7 @@ pub fn certbot_checks(roots: &Roots, probe: &WebProbe, installed: &Path) -> Vec<
         ),
         Err(e) => fail("certbot", e, "see journalctl -u certbot.service"),
     });
-    if probe.certbot_dir.is_none()
+    if target.certbot_dir.is_none()
         && roots.etc == Path::new("/etc")
         && Path::new("/run/systemd/system").exists()
     {
@@ -248,11 +248,11 @@ pub fn certbot_checks(roots: &Roots, probe: &WebProbe, installed: &Path) -> Vec<
 pub async fn web_checks(
     config: &Config,
     roots: &Roots,
-    probe: &WebProbe,
+    target: &WebTarget,
     own_certs: &[PathBuf],
 ) -> Vec<Check> {
     let installed = roots.host(Path::new(NGINX_CONF)).exists();
-    let Some(address) = probe
+    let Some(address) = target
         .address
         .or_else(|| installed.then(|| SocketAddr::from(([127, 0, 0, 1], 443))))
     else {
@@ -287,7 +287,7 @@ pub async fn web_checks(
             own.push(nginx_cert);
         }
         let bundle = system_ca_bundle();
-        let trusted = match trust_roots(&bundle, &own, probe.ca_file.as_deref()) {
+        let trusted = match trust_roots(&bundle, &own, target.ca_file.as_deref()) {
             Ok(t) => t,
             Err(e @ TrustError::Bundle { .. }) => {
                 return vec![fail(
