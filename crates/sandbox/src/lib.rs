@@ -563,17 +563,13 @@ impl Sandbox {
             return Ok(None);
         }
         let key = &config.dkim_key_file;
-        let gid = Group::from_name("postfix")
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw());
         let fail = |e: chatmail_dkim::DkimError| SandboxError::Startup(e.to_string());
         // Keys are only ever created inside the state directory.
-        if let Some(dir) = key.parent().filter(|d| d.starts_with(&self.layout.state)) {
-            fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-            set_mode(dir, 0o750)?;
-            chown_path(dir, 0, gid.unwrap_or(0))?;
-            chatmail_dkim::create_key(key, gid).map_err(fail)?;
+        if key
+            .parent()
+            .is_some_and(|d| d.starts_with(&self.layout.state))
+        {
+            chatmail_dkim::create_relay_key(key).map_err(fail)?;
         }
         let key = chatmail_dkim::load_key(key).map_err(fail)?;
         Ok(Some(chatmail_dkim::txt_record(&key)))
@@ -614,7 +610,7 @@ impl Sandbox {
     ) -> Result<(), SandboxError> {
         let l = &self.layout;
         let st = l.state.display();
-        let host = if config.mail_domain.parse::<std::net::Ipv4Addr>().is_ok() {
+        let host = if config.ipv4_relay().is_some() {
             "localhost".to_owned()
         } else {
             config.mail_domain.clone()
