@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::cli::{
     AddressArgs, DoctorArgs, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs, SetupArgs,
 };
-use crate::daemon::load_config;
+use crate::serve::load_config;
 
 pub fn expire(args: &ExpireArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
