@@ -3,7 +3,7 @@
 //! the group whose members may connect, and its systemd unit.
 //!
 //! The binary's default `--listen`, `chatmail setup` (units to enable),
-//! `chatmail doctor` (sockets to probe) and `chatmail sandbox` (sockets and
+//! `chatmail doctor` (sockets to ask) and `chatmail sandbox` (sockets and
 //! groups of a private instance) all read this table; the tests below check
 //! that the shipped units and snippets say the same (docs/design.md,
 //! "Crates").
