@@ -9,7 +9,7 @@
 //! directory, and free disk and memory.
 //!
 //! The steps of `setup` ([`install`], `created`, [`site`], [`acme`],
-//! [`services`]) and the checks of `doctor` ([`doctor`] and its modules)
+//! [`services`]) and the checks of `doctor` ([`doctor`](mod@doctor) and its modules)
 //! share what sits below both: [`roots`], [`machine_conf`], [`error`],
 //! [`diff`] and [`dns`]. The checks may read what a step installs (the
 //! deploy hook's path in [`acme`]); no step imports `doctor`, so the modules
