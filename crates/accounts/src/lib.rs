@@ -1,6 +1,6 @@
 //! Accounts of the relay, without any socket: how a password is hashed
 //! ([`credentials`]), when a new account may be created ([`rules`]), how
-//! loaded the machine is ([`probe`]) and which Unix user owns the mailboxes
+//! loaded the machine is ([`meter`]) and which Unix user owns the mailboxes
 //! ([`VMAIL`]).
 //!
 //! The `auth` daemon answers Dovecot with these; `setup`, `doctor`, the `/new`
@@ -8,7 +8,7 @@
 //! depend on any daemon or protocol crate.
 
 pub mod credentials;
-pub mod probe;
+pub mod meter;
 pub mod rules;
 
 pub use crate::credentials::{fresh_credentials, hash_password};

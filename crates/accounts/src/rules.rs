@@ -12,7 +12,7 @@ use chatmail_config::Config;
 /// maximum; the passwords Delta Chat generates are a few dozen characters.
 pub const MAX_PASSWORD_BYTES: usize = 256;
 
-/// What the machine has left, as measured by a [`crate::probe::ResourceProbe`].
+/// What the machine has left, as measured by a [`crate::meter::ResourceMeter`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resources {
     /// The 1-minute load average.

@@ -28,7 +28,7 @@ use chatmail_mailbox::{Created, Mailbox, PasswordCache, Store};
 use chatmail_net::Listener;
 use dovecot_dict::{CommitResult, Handler, LookupResult, ServerOptions, Transaction};
 
-use chatmail_accounts::probe::{ResourceProbe, SystemProbe};
+use chatmail_accounts::meter::{ResourceMeter, SystemMeter};
 use chatmail_accounts::{VMAIL, hash_password, rules};
 
 use crate::keys::{AuthKey, USERDB_PREFIX};
@@ -44,20 +44,20 @@ pub async fn run(
     config: Arc<Config>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    run_with_probe(listener, config, Arc::new(SystemProbe::default()), shutdown).await
+    run_with_meter(listener, config, Arc::new(SystemMeter::default()), shutdown).await
 }
 
-/// [`run`] with a chosen resource probe, so tests can simulate a loaded machine.
+/// [`run`] with a chosen resource meter, so tests can simulate a loaded machine.
 ///
 /// # Errors
 /// As [`run`].
-pub async fn run_with_probe(
+pub async fn run_with_meter(
     listener: Listener,
     config: Arc<Config>,
-    probe: Arc<dyn ResourceProbe>,
+    meter: Arc<dyn ResourceMeter>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let handler = Arc::new(AuthHandler::new(config, probe));
+    let handler = Arc::new(AuthHandler::new(config, meter));
     dovecot_dict::serve(listener, handler, ServerOptions::default(), shutdown).await
 }
 
@@ -67,18 +67,18 @@ pub struct AuthHandler {
     store: Store,
     /// Every lookup reads a `password` file; the cache turns that into one `stat`.
     passwords: PasswordCache,
-    probe: Arc<dyn ResourceProbe>,
+    meter: Arc<dyn ResourceMeter>,
 }
 
 impl AuthHandler {
     /// A handler over the mailbox store that `config` describes.
-    pub fn new(config: Arc<Config>, probe: Arc<dyn ResourceProbe>) -> AuthHandler {
+    pub fn new(config: Arc<Config>, meter: Arc<dyn ResourceMeter>) -> AuthHandler {
         let store = Store::new(config.mailboxes_dir.clone(), config.address_domain());
         AuthHandler {
             config,
             store,
             passwords: PasswordCache::default(),
-            probe,
+            meter,
         }
     }
 
@@ -125,7 +125,7 @@ impl AuthHandler {
         };
         let admissible = admissible
             .and_then(|nocreate| rules::check_request(&self.config, nocreate, localpart, password))
-            .and_then(|()| match self.probe.probe(&self.config.mailboxes_dir) {
+            .and_then(|()| match self.meter.measure(&self.config.mailboxes_dir) {
                 Ok(res) => rules::check_resources(&self.config, &res),
                 Err(e) => {
                     tracing::error!("cannot measure the machine: {e}");

@@ -19,9 +19,9 @@ async fn bare_numbers_are_megabytes() {
     ))
     .unwrap();
     let server = AuthServer::start_with(dir, config).await;
-    let probe = &server.probe;
+    let meter = &server.meter;
     let mut c = server.client().await;
-    let idle = *probe.0.lock().unwrap();
+    let idle = *meter.0.lock().unwrap();
     // (available memory, free disk, account created?)
     let cases: &[(u64, u64, bool)] = &[
         (299 << 20, 100 << 30, false),
@@ -30,7 +30,7 @@ async fn bare_numbers_are_megabytes() {
         (8 << 30, 2048 << 20, true),
     ];
     for (i, &(available_memory, free_disk, created)) in cases.iter().enumerate() {
-        probe.set(Resources {
+        meter.set(Resources {
             available_memory,
             free_disk,
             ..idle

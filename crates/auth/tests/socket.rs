@@ -110,7 +110,7 @@ async fn nocreate_file_and_loaded_machine_refuse_creation_only() {
     assert!(c.passdb("password1", &old).await.starts_with("O{"));
     std::fs::remove_file(&server.config.nocreate_file).unwrap();
 
-    let idle = *server.probe.0.lock().unwrap();
+    let idle = *server.meter.0.lock().unwrap();
     let loaded = [
         Resources {
             load_1m: 5.5,
@@ -126,7 +126,7 @@ async fn nocreate_file_and_loaded_machine_refuse_creation_only() {
         },
     ];
     for res in loaded {
-        server.probe.set(res);
+        server.meter.set(res);
         assert_eq!(
             c.passdb("password1", &format!("newnewnew@{DOMAIN}")).await,
             "N\n",
@@ -136,7 +136,7 @@ async fn nocreate_file_and_loaded_machine_refuse_creation_only() {
         assert!(c.passdb("password1", &old).await.starts_with("O{"));
     }
     assert!(!server.mailbox_dir(&format!("newnewnew@{DOMAIN}")).exists());
-    server.probe.set(idle);
+    server.meter.set(idle);
     assert!(
         c.passdb("password1", &format!("newnewnew@{DOMAIN}"))
             .await
@@ -340,13 +340,13 @@ async fn an_unmeasurable_machine_fails_creation_temporarily() {
     let mut c = server.client().await;
     let addr = format!("abcdefghi@{DOMAIN}");
     // EMFILE while reading /proc: no file descriptor left to decide with.
-    *server.probe.1.lock().unwrap() = Some(24);
+    *server.meter.1.lock().unwrap() = Some(24);
     assert_eq!(c.passdb("password1", &addr).await, "Ftemporary failure\n");
     assert!(!server.mailbox_dir(&addr).exists());
     // A rule that says no is still a plain no.
     assert_eq!(c.passdb("short", &addr).await, "N\n");
 
-    *server.probe.1.lock().unwrap() = None;
+    *server.meter.1.lock().unwrap() = None;
     assert!(c.passdb("password1", &addr).await.starts_with("O{"));
     let mut d = server.client().await;
     assert!(d.passdb("password1", &addr).await.starts_with("O{"));

@@ -3,9 +3,10 @@
 //! logging and hands a bound listener to the daemon's `run`.
 
 mod cli;
-mod daemon;
+mod commands;
+mod metrics_wiring;
 mod relay;
-mod tools;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    daemon::init_logging(log_filter(&cli.command));
+    serve::init_logging(log_filter(&cli.command));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,47 +61,47 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let shutdown = move || signal;
     match command {
         Command::Auth(args) => {
-            let (listener, config) = daemon::prepare(&args, &daemons::AUTH).await?;
+            let (listener, config) = serve::prepare(&args, &daemons::AUTH).await?;
             chatmail_auth::run(listener, config, shutdown()).await?;
         }
         Command::Lastlogin(args) => {
-            let (listener, config) = daemon::prepare(&args, &daemons::LASTLOGIN).await?;
+            let (listener, config) = serve::prepare(&args, &daemons::LASTLOGIN).await?;
             chatmail_lastlogin::run(listener, config, shutdown()).await?;
         }
         Command::Metadata(args) => {
-            let (listener, config) = daemon::prepare(&args, &daemons::METADATA).await?;
+            let (listener, config) = serve::prepare(&args, &daemons::METADATA).await?;
             let options = chatmail_metadata::MetadataOptions::from_config(&config);
             chatmail_metadata::run(listener, config, options, shutdown()).await?;
         }
         Command::Milter(args) => {
-            let (listener, config) = daemon::prepare(&args, &daemons::MILTER).await?;
+            let (listener, config) = serve::prepare(&args, &daemons::MILTER).await?;
             chatmail_milter::run(listener, config, shutdown()).await?;
         }
         Command::Policy(args) => {
-            let (listener, config) = daemon::prepare(&args, &daemons::POLICY).await?;
+            let (listener, config) = serve::prepare(&args, &daemons::POLICY).await?;
             chatmail_policy::run(listener, config, shutdown()).await?;
         }
         Command::Mxdeliv(args) => {
-            let (listener, config) = daemon::prepare(&args.daemon, &daemons::MXDELIV).await?;
+            let (listener, config) = serve::prepare(&args.daemon, &daemons::MXDELIV).await?;
             relay::mxdeliv(listener, &config, &args, shutdown()).await?;
         }
         Command::Transport(args) => {
-            let (listener, config) = daemon::prepare(&args.daemon, &daemons::TRANSPORT).await?;
+            let (listener, config) = serve::prepare(&args.daemon, &daemons::TRANSPORT).await?;
             relay::transport(listener, &config, args, shutdown()).await?;
         }
-        Command::Expire(args) => tools::expire(&args)?,
+        Command::Expire(args) => commands::expire(&args)?,
         Command::QuotaExpire {
             target_mb,
             mailbox_dir,
-        } => tools::quota_expire(target_mb, &mailbox_dir)?,
-        Command::Report(args) => tools::report(&args)?,
-        Command::Disable(args) => tools::set_disabled(&args, true)?,
-        Command::Enable(args) => tools::set_disabled(&args, false)?,
-        Command::Newemail(args) => tools::newemail(&args)?,
-        Command::Setup(args) => tools::setup(args)?,
-        Command::Doctor(args) => return Ok(tools::doctor(args).await),
-        Command::Dns(args) => tools::dns(&args)?,
-        Command::Sandbox(args) => tools::sandbox(args, shutdown()).await?,
+        } => commands::quota_expire(target_mb, &mailbox_dir)?,
+        Command::Report(args) => commands::report(&args)?,
+        Command::Disable(args) => commands::set_disabled(&args, true)?,
+        Command::Enable(args) => commands::set_disabled(&args, false)?,
+        Command::Newemail(args) => commands::newemail(&args)?,
+        Command::Setup(args) => commands::setup(args)?,
+        Command::Doctor(args) => return Ok(commands::doctor(args).await),
+        Command::Dns(args) => commands::dns(&args)?,
+        Command::Sandbox(args) => commands::sandbox(args, shutdown()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

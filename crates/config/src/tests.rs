@@ -1,4 +1,5 @@
 use super::*;
+use crate::keys::REMOVED_KEYS;
 
 const MI: u64 = 1024 * 1024;
 

@@ -128,6 +128,40 @@ pub fn create_key(path: &Path, gid: Option<u32>) -> Result<Created, DkimError> {
     }
 }
 
+/// The group the signing milter runs with: the only one that may read the
+/// relay's key.
+pub const KEY_GROUP: &str = "postfix";
+
+/// Creates the relay's key at `path` unless a file is already there, as
+/// [`create_key`] does, readable by the group [`KEY_GROUP`] when it exists.
+/// A missing key directory is created with mode 0750 and that group, so the
+/// milter reaches the key and nobody else does; an existing one is left as
+/// it is. `chatmail setup` and `chatmail sandbox` both make their key here.
+///
+/// # Errors
+/// When the directory cannot be created, or as [`create_key`].
+pub fn create_relay_key(path: &Path) -> Result<Created, DkimError> {
+    let gid = nix::unistd::Group::from_name(KEY_GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw());
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir.filter(|d| !d.exists()) {
+        let err = |e: std::io::Error| DkimError::KeyFile {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        };
+        fs::create_dir_all(dir).map_err(err)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o750)).map_err(err)?;
+        if let Some(gid) = gid {
+            // Not fatal here: without the right to change it, `create_key`
+            // fails on the key file's group and says why.
+            let _ = std::os::unix::fs::chown(dir, None, Some(gid));
+        }
+    }
+    create_key(path, gid)
+}
+
 /// The value of the `<selector>._domainkey.<domain>` TXT record for `key`.
 pub fn txt_record(key: &RsaPrivateKey) -> String {
     let der = RsaPublicKey::from(key)
@@ -177,6 +211,24 @@ mod tests {
         let zone = zone_strings(&txt);
         assert!(zone.split("\" \"").all(|s| s.len() <= 257), "{zone}");
         assert_eq!(zone.replace("\" \"", "").trim_matches('"'), txt);
+    }
+
+    #[test]
+    fn the_relay_key_gets_a_private_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dkimkeys/opendkim.private");
+        // The group is only set where it exists and may be given.
+        if nix::unistd::Group::from_name(KEY_GROUP)
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            assert_eq!(create_relay_key(&path).unwrap(), Created::New);
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(path.parent().unwrap()), 0o750);
+            assert_eq!(mode(&path), 0o640);
+            assert_eq!(create_relay_key(&path).unwrap(), Created::Kept);
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod zone;
 
 use std::path::PathBuf;
 
-pub use key::{Created, create_key, load_key, txt_record};
+pub use key::{Created, KEY_GROUP, create_key, create_relay_key, load_key, txt_record};
 pub use sign::Signer;
 pub use verify::{Outcome, Verifier};
 

@@ -29,7 +29,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_atomic_keeping_mode};
 pub use cache::PasswordCache;
 pub use disabled::DISABLED_FILE;
 pub use metadata::Metadata;

@@ -111,7 +111,7 @@ impl Sandbox {
     ) -> Result<(), SandboxError> {
         let l = &self.layout;
         let st = l.state.display();
-        let host = if config.mail_domain.parse::<std::net::Ipv4Addr>().is_ok() {
+        let host = if config.ipv4_relay().is_some() {
             "localhost".to_owned()
         } else {
             config.mail_domain.clone()

@@ -9,7 +9,7 @@ use std::process::Command;
 use chatmail_config::Config;
 use chatmail_snippets::files;
 use chatmail_snippets::render;
-use nix::unistd::{Group, User};
+use nix::unistd::User;
 
 use crate::layout::{chown_path, domain_dir, set_mode};
 use crate::processes::run_logged;
@@ -169,17 +169,13 @@ impl Sandbox {
             return Ok(None);
         }
         let key = &config.dkim_key_file;
-        let gid = Group::from_name("postfix")
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw());
         let fail = |e: chatmail_dkim::DkimError| SandboxError::Startup(e.to_string());
         // Keys are only ever created inside the state directory.
-        if let Some(dir) = key.parent().filter(|d| d.starts_with(&self.layout.state)) {
-            fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-            set_mode(dir, 0o750)?;
-            chown_path(dir, 0, gid.unwrap_or(0))?;
-            chatmail_dkim::create_key(key, gid).map_err(fail)?;
+        if key
+            .parent()
+            .is_some_and(|d| d.starts_with(&self.layout.state))
+        {
+            chatmail_dkim::create_relay_key(key).map_err(fail)?;
         }
         let key = chatmail_dkim::load_key(key).map_err(fail)?;
         Ok(Some(chatmail_dkim::txt_record(&key)))

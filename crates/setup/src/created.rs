@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::Command;
 
+use crate::error::{SetupError, io_err, wln};
 use crate::services;
-use crate::setup::{SetupError, io_err, wln};
 
 /// The same kind of certificate the sandbox makes (and chatmaild's
 /// self-signed mode): P-256, ten years, the domain as CN and SAN.
@@ -48,8 +48,8 @@ pub(crate) fn self_signed_certificate(
     std::fs::rename(&cert_tmp, cert).map_err(io_err("writing", cert))
 }
 
-/// Creates the DKIM key when there is none (2048-bit RSA, mode 0640, group
-/// `postfix`: the milter that signs runs with that group). An existing key
+/// Creates the DKIM key when there is none (`chatmail_dkim::create_relay_key`:
+/// 2048-bit RSA, readable by the group the signing milter runs with). An existing key
 /// is never touched: its public half is in DNS. Returns the service to
 /// restart when a key was created.
 pub(crate) fn ensure_dkim_key(
@@ -65,20 +65,7 @@ pub(crate) fn ensure_dkim_key(
         wln(out, format_args!("would create DKIM key {}", key.display()))?;
         return Ok(Some("chatmail-milter"));
     }
-    let gid = nix::unistd::Group::from_name("postfix")
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw());
-    if let Some(dir) = key.parent().filter(|d| !d.exists()) {
-        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        // The milter (group postfix) must reach the key; nobody else.
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o750))
-            .map_err(io_err("creating", dir))?;
-        if let Some(gid) = gid {
-            let _ = nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(gid)));
-        }
-    }
-    chatmail_dkim::create_key(key, gid).map_err(|e| SetupError::Io {
+    chatmail_dkim::create_relay_key(key).map_err(|e| SetupError::Io {
         what: "creating the DKIM key",
         path: key.to_owned(),
         source: io::Error::other(e.to_string()),

@@ -2,27 +2,39 @@
 //! Debian Postfix and Dovecot into a chatmail relay with the snippets this
 //! project ships, and checking that it is one.
 //!
-//! [`setup()`] merges the snippets into `/etc/postfix` and `/etc/dovecot` (or
-//! a copy, `--etc`), idempotently and atomically; [`doctor()`] checks the
-//! config, every daemon's socket, the wiring of Postfix and Dovecot, the
-//! certificate, the mailbox directory, and free disk and memory.
+//! [`install::run`] merges the snippets into `/etc/postfix` and
+//! `/etc/dovecot` (or a copy, `--etc`), idempotently and atomically;
+//! [`doctor()`] checks the config, every daemon's socket, the wiring of
+//! Postfix and Dovecot, the certificate, the web front, DNS, the mailbox
+//! directory, and free disk and memory.
+//!
+//! The steps of `setup` ([`install`], `created`, [`site`], [`acme`],
+//! [`services`]) and the checks of `doctor` ([`doctor`](mod@doctor) and its modules)
+//! share what sits below both: [`roots`], [`machine_conf`], [`error`],
+//! [`diff`] and [`dns`]. The checks may read what a step installs (the
+//! deploy hook's path in [`acme`]); no step imports `doctor`, so the modules
+//! form no import circle.
 //!
 //! Builds on `snippets` (the shipped files and the table of daemons), `web`,
-//! `dkim`, `accounts`, `config`; must not depend on `sandbox` or on a daemon
-//! crate (docs/design.md, "Crates").
+//! `dkim`, `accounts`, `mailbox` (atomic writes), `config`; must not depend
+//! on `sandbox` or on a daemon crate (docs/design.md, "Crates").
 
+pub mod acme;
 mod created;
+pub mod diff;
 pub mod dns;
 pub mod doctor;
-pub mod files;
-pub mod render;
+pub mod error;
+pub mod install;
+pub mod machine_conf;
+pub mod roots;
 pub mod services;
-pub mod setup;
-pub mod web;
+pub mod site;
 
 /// The metrics endpoint check of `chatmail doctor`, also at `doctor::metrics`.
 pub use crate::doctor::metrics as doctor_metrics;
 
 pub use crate::doctor::{Check, DoctorOptions, DoctorReport, Status, doctor};
-pub use crate::files::Roots;
-pub use crate::setup::{Change, SetupError, SetupOptions, SetupReport, setup};
+pub use crate::error::SetupError;
+pub use crate::install::{Change, SetupOptions, SetupReport};
+pub use crate::roots::Roots;

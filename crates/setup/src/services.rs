@@ -217,7 +217,7 @@ pub fn run(steps: &[Step], root: &Path, out: &mut dyn Write) -> Vec<String> {
         match run_command(&step.command) {
             Ok(()) => {
                 if let Some((service, fp)) = &step.applied
-                    && let Err(e) = crate::files::write_atomic(
+                    && let Err(e) = chatmail_mailbox::write_atomic_keeping_mode(
                         &dir.join(service),
                         format!("{fp}\n").as_bytes(),
                         0o644,

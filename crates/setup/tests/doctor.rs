@@ -336,7 +336,7 @@ async fn missing_config_and_mailboxes_fail() {
 }
 
 #[tokio::test]
-async fn moved_sockets_are_probed_there_and_must_be_wired_there() {
+async fn moved_sockets_are_asked_there_and_must_be_wired_there() {
     let relay = Relay::new();
     relay.serve(&["milter"]);
     // The milter listens elsewhere, and a private Postfix config dir (as

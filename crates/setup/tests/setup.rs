@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use chatmail_setup::{Change, SetupError, SetupOptions, setup};
+use chatmail_setup::{Change, SetupError, SetupOptions, install};
 use common::{DOMAIN, debian_etc, run_setup, snapshot};
 
 #[test]
@@ -220,7 +220,7 @@ fn the_packages_commented_chatmail_ini_gets_the_domain() {
     assert_eq!(snapshot(&etc), before);
 
     // A second relay's domain is refused once one is set.
-    let err = setup(
+    let err = install::run(
         &SetupOptions {
             domain: "other.org".into(),
             etc: Some(etc.clone()),
@@ -260,7 +260,7 @@ fn bad_domains_are_refused_clearly() {
         "a..b",
         "x.org\nmax_message_size = 1",
     ] {
-        let err = setup(
+        let err = install::run(
             &SetupOptions {
                 domain: domain.into(),
                 etc: Some(etc.clone()),
@@ -292,7 +292,7 @@ fn another_domain_in_chatmail_ini_is_refused() {
         "[params]\nmail_domain = other.org\n",
     )
     .unwrap();
-    let err = setup(
+    let err = install::run(
         &SetupOptions {
             domain: DOMAIN.into(),
             etc: Some(etc.clone()),
@@ -312,7 +312,7 @@ fn another_domain_in_chatmail_ini_is_refused() {
 #[test]
 fn missing_postfix_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let err = setup(
+    let err = install::run(
         &SetupOptions {
             domain: DOMAIN.into(),
             etc: Some(dir.path().to_owned()),

@@ -6,7 +6,7 @@
 //!
 //! The binary's default `--listen` and metrics port, `chatmail setup` (units
 //! to enable, the units that may write `mailboxes_dir`), `chatmail doctor`
-//! (sockets and metrics endpoints to probe) and `chatmail sandbox` (sockets,
+//! (sockets and metrics endpoints to ask) and `chatmail sandbox` (sockets,
 //! groups and metrics ports of a private instance) all read this table; the
 //! tests below check that the shipped units, snippets and
 //! `monitoring/prometheus.yml` say the same (docs/design.md, "Crates").

@@ -1,6 +1,6 @@
 //! Runs `chatmail auth` (its real `run` entry point) on a temp Unix socket
 //! (through the shared harness of `chatmail-wire-test`) over a temp mailbox
-//! store, with a resource probe the test controls.
+//! store, with a resource meter the test controls.
 
 #![allow(dead_code)]
 
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chatmail_accounts::probe::ResourceProbe;
+use chatmail_accounts::meter::ResourceMeter;
 use chatmail_accounts::rules::Resources;
 use chatmail_config::Config;
 use chatmail_net::Listener;
@@ -20,11 +20,11 @@ pub const DOMAIN: &str = "example.org";
 
 /// A machine whose load the test sets; the second field makes measuring
 /// fail with that OS error.
-pub struct FakeProbe(pub Mutex<Resources>, pub Mutex<Option<i32>>);
+pub struct FakeMeter(pub Mutex<Resources>, pub Mutex<Option<i32>>);
 
-impl FakeProbe {
-    pub fn idle() -> Arc<FakeProbe> {
-        Arc::new(FakeProbe(
+impl FakeMeter {
+    pub fn idle() -> Arc<FakeMeter> {
+        Arc::new(FakeMeter(
             Mutex::new(Resources {
                 load_1m: 0.1,
                 available_memory: 8 << 30,
@@ -38,8 +38,8 @@ impl FakeProbe {
     }
 }
 
-impl ResourceProbe for FakeProbe {
-    fn probe(&self, _dir: &Path) -> io::Result<Resources> {
+impl ResourceMeter for FakeMeter {
+    fn measure(&self, _dir: &Path) -> io::Result<Resources> {
         if let Some(errno) = *self.1.lock().unwrap() {
             return Err(io::Error::from_raw_os_error(errno));
         }
@@ -51,7 +51,7 @@ pub struct AuthServer {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub config: Arc<Config>,
-    pub probe: Arc<FakeProbe>,
+    pub meter: Arc<FakeMeter>,
     server: Spawned,
 }
 
@@ -67,12 +67,12 @@ impl AuthServer {
     pub async fn start_with(dir: tempfile::TempDir, config: Config) -> AuthServer {
         let config = Arc::new(config);
         let (socket, listener) = bind_unix(dir.path(), "auth.socket");
-        let probe = FakeProbe::idle();
+        let meter = FakeMeter::idle();
         let server = Spawned::spawn(|stop| {
-            chatmail_auth::run_with_probe(
+            chatmail_auth::run_with_meter(
                 Listener::from_unix(listener),
                 config.clone(),
-                probe.clone(),
+                meter.clone(),
                 stop,
             )
         });
@@ -80,7 +80,7 @@ impl AuthServer {
             dir,
             socket,
             config,
-            probe,
+            meter,
             server,
         }
     }

@@ -7,13 +7,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use chatmail_accounts::probe::{ResourceProbe, SystemProbe};
+use chatmail_accounts::meter::{ResourceMeter, SystemMeter};
 use chatmail_accounts::rules::{self, Resources};
 use chatmail_config::Config;
 
-use crate::files::Roots;
+use crate::roots::Roots;
 
-use super::{Check, DoctorOptions, Status};
+use super::check::{Check, Status};
+use super::options::DoctorOptions;
 
 /// The `tls PATH` line: `cert` (as the configs name it) is a certificate
 /// that stays valid for `margin_days` more days.
@@ -212,8 +213,8 @@ fn count_imap_inotify(proc: &Path) -> Option<u64> {
 /// measured as `chatmail auth` measures them.
 pub(super) fn measured_resource_checks(opts: &DoctorOptions, config: &Config) -> [Check; 2] {
     let dir = opts.roots.host(&config.mailboxes_dir);
-    let measured = SystemProbe::default()
-        .probe(&dir)
+    let measured = SystemMeter::default()
+        .measure(&dir)
         .map_err(|e| e.to_string());
     resource_checks(config, &opts.config, &dir, &measured)
 }

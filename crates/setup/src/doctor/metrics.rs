@@ -10,7 +10,7 @@ use chatmail_config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::doctor::{Check, Status};
+use super::check::{Check, Status};
 
 /// The largest answer read; a daemon's page is a few kB.
 const MAX_ANSWER: u64 = 1 << 20;

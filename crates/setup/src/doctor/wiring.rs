@@ -8,9 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::render::{self, DEFAULT_QUEUE_DIRECTORY};
+use crate::machine_conf::{self, DEFAULT_QUEUE_DIRECTORY};
 
-use super::{Check, DoctorOptions};
+use super::check::Check;
+use super::options::DoctorOptions;
 
 /// The `unix:` sockets a Postfix restriction list or milter list names,
 /// resolved against the queue directory as Postfix does.
@@ -47,14 +48,14 @@ pub(super) fn postfix_wiring(opts: &DoctorOptions) -> Vec<Check> {
             )];
         }
     };
-    let queue_dir = render::main_cf_value(&text, "queue_directory")
+    let queue_dir = machine_conf::main_cf_value(&text, "queue_directory")
         .unwrap_or_else(|| DEFAULT_QUEUE_DIRECTORY.into());
     let queue_dir = Path::new(&queue_dir);
     let mut checks = Vec::new();
 
     let milter = &opts.socket("milter");
-    let milters = render::main_cf_value(&text, "smtpd_milters").unwrap_or_default();
-    let action = render::main_cf_value(&text, "milter_default_action").unwrap_or_default();
+    let milters = machine_conf::main_cf_value(&text, "smtpd_milters").unwrap_or_default();
+    let action = machine_conf::main_cf_value(&text, "milter_default_action").unwrap_or_default();
     checks.push(
         if !postfix_sockets(&milters, None, queue_dir)
             .iter()
@@ -91,7 +92,7 @@ pub(super) fn postfix_wiring(opts: &DoctorOptions) -> Vec<Check> {
     let policy = &opts.socket("policy");
     let mut missing = Vec::new();
     for key in ["smtpd_recipient_restrictions", "smtpd_data_restrictions"] {
-        let value = render::main_cf_value(&text, key).unwrap_or_default();
+        let value = machine_conf::main_cf_value(&text, key).unwrap_or_default();
         if !postfix_sockets(&value, Some("check_policy_service"), queue_dir)
             .iter()
             .any(|p| p == policy)
@@ -128,7 +129,7 @@ pub(super) fn postfix_wiring(opts: &DoctorOptions) -> Vec<Check> {
 /// The FAIL line when neither can be read.
 async fn dovecot_settings(opts: &DoctorOptions, fix: &str) -> Result<(String, String), Check> {
     let Some(file) = &opts.dovecot_config else {
-        let path = opts.roots.host(Path::new(render::DOVECOT_CONF_D));
+        let path = opts.roots.host(Path::new(machine_conf::DOVECOT_CONF_D));
         return match std::fs::read_to_string(&path) {
             Ok(text) => Ok((path.display().to_string(), text)),
             Err(e) => Err(Check::fail(
@@ -177,8 +178,8 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
     let mut dict = |daemon: &str, key: &str, source: &str, text: &str| {
         let want = opts.socket(daemon);
         let name = format!("dovecot {daemon}");
-        let value = render::dovecot_value(text, key);
-        checks.push(match value.as_deref().and_then(render::dict_socket) {
+        let value = machine_conf::dovecot_value(text, key);
+        checks.push(match value.as_deref().and_then(machine_conf::dict_socket) {
             Some(p) if p == want => {
                 Check::ok(name, format!("{key} in {source} uses {}", want.display()))
             }
@@ -192,7 +193,7 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
             ),
         });
     };
-    if render::dovecot_uses_lua_passdb(&text) {
+    if machine_conf::dovecot_uses_lua_passdb(&text) {
         // Dovecot 2.4 (docs/dovecot-2.4.md): the sockets sit in named blocks.
         let sock = ["dict_proxy_socket_path", "socket_path"];
         for (daemon, anchor, keys) in [
@@ -202,7 +203,7 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
         ] {
             let want = opts.socket(daemon);
             let name = format!("dovecot {daemon}");
-            let value = render::dovecot_block_value(&text, anchor, keys);
+            let value = machine_conf::dovecot_block_value(&text, anchor, keys);
             checks.push(match &value {
                 Some(p) if Path::new(p) == want => Check::ok(
                     name,
@@ -218,8 +219,8 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
                 ),
             });
         }
-        let cert = render::dovecot_value(&text, "ssl_server_cert_file")
-            .or_else(|| render::dovecot_block_value(&text, "ssl_server", &["cert_file"]))
+        let cert = machine_conf::dovecot_value(&text, "ssl_server_cert_file")
+            .or_else(|| machine_conf::dovecot_block_value(&text, "ssl_server", &["cert_file"]))
             .map(PathBuf::from);
         return (checks, cert);
     }
@@ -227,13 +228,13 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
     dict("lastlogin", "last_login_dict", &source, &text);
     // Dovecot 2.3 cannot pass the Lua passdb a socket: the script's own
     // default is the one it uses (docs/dovecot-2.4.md).
-    let script = render::dovecot_value(&text, "args")
-        .and_then(|args| render::lua_args_file(&args).map(str::to_owned))
+    let script = machine_conf::dovecot_value(&text, "args")
+        .and_then(|args| machine_conf::lua_args_file(&args).map(str::to_owned))
         .unwrap_or_else(|| "/etc/dovecot/chatmail-auth.lua".into());
     let script_path = roots.host(Path::new(&script));
     let want = opts.socket("auth");
     checks.push(match std::fs::read_to_string(&script_path) {
-        Ok(lua) => match render::lua_script_socket(&lua) {
+        Ok(lua) => match machine_conf::lua_script_socket(&lua) {
             Some(p) if Path::new(p) == want => Check::ok(
                 "dovecot auth",
                 format!("{} uses {}", script_path.display(), want.display()),
@@ -254,7 +255,7 @@ pub(super) async fn dovecot_wiring(opts: &DoctorOptions) -> (Vec<Check>, Option<
             fix,
         ),
     });
-    let cert = render::dovecot_value(&text, "ssl_cert")
+    let cert = machine_conf::dovecot_value(&text, "ssl_cert")
         .map(|c| PathBuf::from(c.trim_start_matches('<').trim()));
     (checks, cert)
 }
@@ -266,8 +267,8 @@ pub(super) fn certificates(opts: &DoctorOptions, dovecot_cert: Option<PathBuf>) 
     let mut certs = vec![
         main_cf
             .ok()
-            .and_then(|t| render::main_cf_value(&t, "smtpd_tls_cert_file"))
-            .map_or_else(|| PathBuf::from(render::SNIPPET_CERT), PathBuf::from),
+            .and_then(|t| machine_conf::main_cf_value(&t, "smtpd_tls_cert_file"))
+            .map_or_else(|| PathBuf::from(machine_conf::SNIPPET_CERT), PathBuf::from),
     ];
     if let Some(c) = dovecot_cert.filter(|c| !certs.contains(c)) {
         certs.push(c);

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chatmail_setup::{SetupOptions, SetupReport, setup};
+use chatmail_setup::{SetupOptions, SetupReport, install};
 
 pub const DOMAIN: &str = "chat.example.org";
 
@@ -69,7 +69,7 @@ pub fn debian_etc(dir: &Path) -> PathBuf {
 
 pub fn run_setup(etc: &Path, dry_run: bool) -> (SetupReport, String) {
     let mut out = Vec::new();
-    let report = setup(
+    let report = install::run(
         &SetupOptions {
             domain: DOMAIN.into(),
             etc: Some(etc.to_owned()),

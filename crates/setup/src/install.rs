@@ -6,15 +6,16 @@
 //! second run writes nothing and `--dry-run` can show the exact diff.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chatmail_config::{Config, ConfigError};
 use chatmail_snippets::files as shipped;
 
 use crate::created::{ensure_dkim_key, ensure_mailboxes_dir, self_signed_certificate};
-use crate::files::{self, Roots};
-use crate::render::{self, TlsFiles};
+use crate::error::{SetupError, io_err, wln};
+use crate::machine_conf::{self, TlsFiles};
+use crate::roots::{self, Roots};
 use crate::services::{self, Fingerprints, Reader};
 
 /// The units `setup` enables, in start order: the daemons' (before the MTAs
@@ -44,72 +45,6 @@ pub struct SetupOptions {
     /// Get the certificate from the ACME CA with this directory URL
     /// (certbot, HTTP-01 through nginx; `--acme`), see docs/web.md.
     pub acme: Option<String>,
-}
-
-/// Why `setup` stopped. Files already written stay written (each one is
-/// complete); running `setup` again continues.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// The domain cannot be a relay's `mail_domain`.
-    #[error("{domain:?} is not a usable mail domain: {reason}")]
-    BadDomain {
-        /// As given.
-        domain: String,
-        /// Why.
-        reason: String,
-    },
-    /// The existing `chatmail.ini` is for another domain.
-    #[error(
-        "{path} has mail_domain = {configured}, not {requested}; \
-         edit it or pass --domain {configured}"
-    )]
-    DomainMismatch {
-        /// The config file.
-        path: PathBuf,
-        /// Its `mail_domain`.
-        configured: String,
-        /// `--domain`.
-        requested: String,
-    },
-    /// The existing `chatmail.ini` cannot be used.
-    #[error("{path}: {source}")]
-    Config {
-        /// The config file.
-        path: PathBuf,
-        /// What is wrong with it.
-        source: chatmail_config::ConfigError,
-    },
-    /// A stock config file we merge into is missing.
-    #[error("{path} not found; install the package first: apt-get install {package}")]
-    NotInstalled {
-        /// The missing file.
-        path: PathBuf,
-        /// The Debian package that ships it.
-        package: &'static str,
-    },
-    /// Reading or writing a file failed.
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// "reading", "writing", ...
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
-    /// An external command (`openssl`, `systemctl`) failed.
-    #[error("`{command}` failed: {detail}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Exit status and stderr, or why it could not start.
-        detail: String,
-    },
-}
-
-pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SetupError {
-    let path = path.to_owned();
-    move |source| SetupError::Io { what, path, source }
 }
 
 /// What happened (or, with `--dry-run`, would happen) to one file.
@@ -237,7 +172,7 @@ impl Plan<'_> {
         mode: u32,
         owner: Option<&'static str>,
     ) -> Result<(), SetupError> {
-        let old = files::read_optional(&path).map_err(io_err("reading", &path))?;
+        let old = roots::read_optional(&path).map_err(io_err("reading", &path))?;
         self.files.push(Planned {
             path,
             old,
@@ -275,7 +210,7 @@ const INI_NAME: &str = "/etc/chatmail/chatmail.ini";
 /// A domain that cannot be a relay's, an existing `chatmail.ini` that is
 /// invalid or for another domain, Postfix or Dovecot not installed, a file
 /// that cannot be read or written, or `openssl`/`systemctl` failing.
-pub fn setup(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, SetupError> {
+pub fn run(opts: &SetupOptions, out: &mut dyn Write) -> Result<SetupReport, SetupError> {
     let domain = opts.domain.trim().to_ascii_lowercase();
     let requested = check_domain(&domain)?;
     let roots = Roots {
@@ -442,7 +377,7 @@ fn chatmail_ini(
     requested: Config,
 ) -> Result<(Config, String), SetupError> {
     let ini_path = roots.host(Path::new(INI_NAME));
-    let ini_old = files::read_optional(&ini_path).map_err(io_err("reading", &ini_path))?;
+    let ini_old = roots::read_optional(&ini_path).map_err(io_err("reading", &ini_path))?;
     let config_err = |source| SetupError::Config {
         path: ini_path.clone(),
         source,
@@ -463,13 +398,13 @@ fn chatmail_ini(
             // The package's commented default (or any file that only lacks
             // the domain): set mail_domain, keep every other line.
             Err(ConfigError::MissingKey { key: "mail_domain" }) => {
-                let text = render::with_mail_domain(text, domain);
+                let text = machine_conf::with_mail_domain(text, domain);
                 let (config, _warnings) = Config::parse(&text).map_err(config_err)?;
                 (config, text)
             }
             Err(source) => return Err(config_err(source)),
         },
-        None => (requested, render::chatmail_ini(domain)),
+        None => (requested, machine_conf::chatmail_ini(domain)),
     })
 }
 
@@ -482,22 +417,22 @@ fn plan_postfix(
 ) -> Result<(), SetupError> {
     let roots = plan.roots;
     let main_cf = main_cf_or_debian_default(roots)?;
-    let settings: Vec<(String, String)> = render::main_cf_settings(config, tls_written)
+    let settings: Vec<(String, String)> = machine_conf::main_cf_settings(config, tls_written)
         .into_iter()
-        .map(|(k, v)| (k, roots.relocate(&v)))
+        .map(|(k, v)| (k, roots.rewrite_etc_paths(&v)))
         .collect();
     plan.add(
         "/etc/postfix/main.cf",
-        render::merge_main_cf(&main_cf, &settings),
+        machine_conf::apply_main_cf_settings(&main_cf, &settings),
         0o644,
         Some("postfix"),
     )?;
     let master_cf = read(roots, "/etc/postfix/master.cf")?;
     plan.add(
         "/etc/postfix/master.cf",
-        render::merge_master_cf(
+        machine_conf::merge_master_cf(
             &master_cf,
-            &roots.relocate(&chatmail_snippets::render::master_cf_limits(
+            &roots.rewrite_etc_paths(&chatmail_snippets::render::master_cf_limits(
                 shipped::POSTFIX_MASTER_CF,
                 config,
             )),
@@ -535,12 +470,12 @@ fn plan_dovecot(
     let dovecot_conf = read(roots, "/etc/dovecot/dovecot.conf")?;
     // Debian 13's Dovecot 2.4 speaks another configuration language; its
     // stock dovecot.conf says so (docs/dovecot-2.4.md).
-    let dovecot_24 = render::dovecot_conf_is_24(&dovecot_conf);
-    let new = render::dovecot_include(&dovecot_conf).unwrap_or(dovecot_conf);
+    let dovecot_24 = machine_conf::dovecot_conf_is_24(&dovecot_conf);
+    let new = machine_conf::dovecot_include(&dovecot_conf).unwrap_or(dovecot_conf);
     plan.add("/etc/dovecot/dovecot.conf", new, 0o644, Some("dovecot"))?;
     let auth_conf = roots.host(Path::new("/etc/dovecot/conf.d/10-auth.conf"));
-    if let Some(text) = files::read_optional(&auth_conf).map_err(io_err("reading", &auth_conf))? {
-        let new = render::disable_system_auth(&text).unwrap_or(text);
+    if let Some(text) = roots::read_optional(&auth_conf).map_err(io_err("reading", &auth_conf))? {
+        let new = machine_conf::disable_system_auth(&text).unwrap_or(text);
         plan.add(
             "/etc/dovecot/conf.d/10-auth.conf",
             new,
@@ -550,15 +485,15 @@ fn plan_dovecot(
     }
     if dovecot_24 {
         plan.add(
-            render::DOVECOT_CONF_D,
-            roots.relocate(&render::dovecot_24_conf(config, tls_written)),
+            machine_conf::DOVECOT_CONF_D,
+            roots.rewrite_etc_paths(&machine_conf::dovecot_24_conf(config, tls_written)),
             0o644,
             Some("dovecot"),
         )?;
     } else {
         plan.add(
-            render::DOVECOT_CONF_D,
-            roots.relocate(&render::dovecot_conf(config, tls_written)),
+            machine_conf::DOVECOT_CONF_D,
+            roots.rewrite_etc_paths(&machine_conf::dovecot_conf(config, tls_written)),
             0o644,
             Some("dovecot"),
         )?;
@@ -585,7 +520,7 @@ fn plan_web(
     tls_written: &TlsFiles,
     etc: bool,
 ) -> Result<(), SetupError> {
-    for (path, new, owner) in crate::web::planned_files(config, tls_written, plan.roots, etc) {
+    for (path, new, owner) in crate::site::planned_files(config, tls_written, plan.roots, etc) {
         plan.add_host(path, new, 0o644, owner)?;
     }
     Ok(())
@@ -615,12 +550,12 @@ fn write_files(
                     "update"
                 };
                 wln(out, format_args!("would {verb} {shown}"))?;
-                let diff = files::unified_diff(&shown.to_string(), p.old.as_deref(), &p.new);
+                let diff = crate::diff::unified_diff(&shown.to_string(), p.old.as_deref(), &p.new);
                 out.write_all(diff.as_bytes())
                     .map_err(io_err("printing", Path::new("-")))?;
             }
             (_, false) => {
-                files::write_atomic(&p.path, p.new.as_bytes(), p.mode)
+                chatmail_mailbox::write_atomic_keeping_mode(&p.path, p.new.as_bytes(), p.mode)
                     .map_err(io_err("writing", &p.path))?;
                 let verb = if change == Change::Created {
                     "created"
@@ -715,7 +650,7 @@ fn directories(
         ensure_mailboxes_dir(&config.mailboxes_dir, out)?;
     }
     if !opts.dry_run {
-        let made = crate::web::ensure_dirs(roots, opts.etc.is_some()).map_err(io_err(
+        let made = crate::site::ensure_dirs(roots, opts.etc.is_some()).map_err(io_err(
             "creating",
             Path::new(chatmail_snippets::nginx::WWW_OVERRIDE),
         ))?;
@@ -760,19 +695,15 @@ fn acme_certificate(
     out: &mut dyn Write,
 ) -> Result<(), SetupError> {
     if let Some(directory) = &opts.acme {
-        match crate::web::acme_refusal(config, tls) {
+        match crate::acme::acme_refusal(config, tls) {
             Some(why) => wln(out, format_args!("warning: no ACME certificate: {why}"))?,
             None => {
-                let acme = crate::web::acme(config, directory, systemd, out)?;
+                let acme = crate::acme::acme(config, directory, systemd, out)?;
                 report.commands.extend(acme);
             }
         }
     }
     Ok(())
-}
-
-pub(crate) fn wln(out: &mut dyn Write, args: fmt::Arguments<'_>) -> Result<(), SetupError> {
-    writeln!(out, "{args}").map_err(io_err("printing", Path::new("-")))
 }
 
 fn read(roots: &Roots, name: &str) -> Result<String, SetupError> {
@@ -785,11 +716,11 @@ fn read(roots: &Roots, name: &str) -> Result<String, SetupError> {
 /// (compatibility level and all), and so does `setup`.
 fn main_cf_or_debian_default(roots: &Roots) -> Result<String, SetupError> {
     let path = roots.host(Path::new("/etc/postfix/main.cf"));
-    if let Some(text) = files::read_optional(&path).map_err(io_err("reading", &path))? {
+    if let Some(text) = roots::read_optional(&path).map_err(io_err("reading", &path))? {
         return Ok(text);
     }
     let debian = roots.host(Path::new(DEBIAN_MAIN_CF));
-    Ok(files::read_optional(&debian)
+    Ok(roots::read_optional(&debian)
         .map_err(io_err("reading", &debian))?
         .unwrap_or_default())
 }
@@ -810,7 +741,7 @@ fn check_domain(domain: &str) -> Result<Config, SetupError> {
             "a relay needs a fully qualified name like chat.example.org".into(),
         ));
     }
-    match Config::parse(&render::chatmail_ini(domain)) {
+    match Config::parse(&machine_conf::chatmail_ini(domain)) {
         Ok((config, _)) => Ok(config),
         Err(chatmail_config::ConfigError::Invalid { reason, .. }) => Err(bad(reason)),
         Err(e) => Err(bad(e.to_string())),

@@ -1,7 +1,9 @@
-//! Pure text transformations: the shipped snippets (the same ones
-//! `chatmail sandbox` runs, see `chatmail_snippets::render`) merged into a
-//! stock Debian Postfix and Dovecot configuration, with the values of the
-//! relay's `chatmail.ini`.
+//! The machine's own configuration files, as `chatmail setup` writes them
+//! and `chatmail doctor` reads them back: pure text transformations that
+//! merge the shipped snippets (the same ones `chatmail sandbox` runs in a
+//! private instance, see `chatmail_snippets::render`) into a stock Debian
+//! Postfix and Dovecot configuration, with the values of the relay's
+//! `chatmail.ini`, and the readers of the values in such files.
 //!
 //! Every function here is idempotent: applied to its own output it returns
 //! that output unchanged, which is what makes a second `chatmail setup` a
@@ -114,7 +116,7 @@ pub fn main_cf_settings(config: &Config, tls: &TlsFiles) -> Vec<(String, String)
 
 /// `main.cf` with `settings` applied the way `postconf -e` does (in place,
 /// or appended).
-pub fn merge_main_cf(existing: &str, settings: &[(String, String)]) -> String {
+pub fn apply_main_cf_settings(existing: &str, settings: &[(String, String)]) -> String {
     let overrides: Vec<(&str, String)> = settings
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
@@ -630,8 +632,8 @@ mod tests {
         let s = main_cf_settings(&c, &TlsFiles::for_config(&c));
         let stock = "myhostname = debian\nmydestination = $myhostname, localhost\n\
                      smtpd_tls_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem\n";
-        let once = merge_main_cf(stock, &s);
-        assert_eq!(merge_main_cf(&once, &s), once);
+        let once = apply_main_cf_settings(stock, &s);
+        assert_eq!(apply_main_cf_settings(&once, &s), once);
         assert!(once.contains("\nmydestination =\n"));
         assert!(once.starts_with("myhostname = chat.example.org\n"));
         assert!(once.contains("smtpd_tls_cert_file = /etc/ssl/certs/chatmail.pem\n"));

@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::cli::{
     AddressArgs, DoctorArgs, ExpireArgs, NewemailArgs, ReportArgs, SandboxArgs, SetupArgs,
 };
-use crate::daemon::load_config;
+use crate::serve::load_config;
 
 pub fn expire(args: &ExpireArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
@@ -100,10 +100,10 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         acme: args.acme.then(|| {
             args.acme_server
-                .unwrap_or_else(|| chatmail_setup::web::LETS_ENCRYPT.into())
+                .unwrap_or_else(|| chatmail_setup::acme::LETS_ENCRYPT.into())
         }),
     };
-    let report = chatmail_setup::setup(&options, &mut std::io::stdout().lock())?;
+    let report = chatmail_setup::install::run(&options, &mut std::io::stdout().lock())?;
     print!("{report}");
     anyhow::ensure!(
         report.failures.is_empty(),

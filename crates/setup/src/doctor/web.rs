@@ -1,199 +1,23 @@
-//! The relay's web front in `chatmail setup` and `chatmail doctor`
-//! (docs/web.md): the pages rendered into [`WWW_ROOT`], the nginx server
-//! block, the certificate from an ACME CA through Debian's certbot, and the
-//! checks that the pages answer with a certificate valid for every name.
+//! The web front's checks of `chatmail doctor` (docs/web.md): the pages
+//! answer over HTTPS on every name with a certificate a client elsewhere
+//! trusts, and certbot, when it manages the certificate, keeps it current.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use chatmail_config::Config;
-use chatmail_snippets::nginx::{self, ACME_ROOT, NGINX_CONF, NginxSite, WWW_OVERRIDE, WWW_ROOT};
+use chatmail_snippets::nginx::NGINX_CONF;
 
-use crate::doctor::{Check, Status};
-use crate::files::Roots;
-use crate::render::TlsFiles;
-use crate::setup::SetupError;
-
-/// Let's Encrypt's production directory, certbot's default.
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// The deploy hook the package installs (shipped as `nginx/certbot-deploy.hook`).
-pub const DEPLOY_HOOK: &str = "/usr/lib/chatmail-helpers/certbot-deploy.hook";
-
-/// Where the machine-wide directories of the web front are. With `--etc
-/// DIR`, setup must not write outside DIR's parent: the rendered pages
-/// then go to `DIR/../var/lib/chatmail/www`.
-fn var_path(roots: &Roots, etc_given: bool, path: &str) -> PathBuf {
-    let rel = path.trim_start_matches('/');
-    match (etc_given, roots.etc.parent()) {
-        (true, Some(parent)) => parent.join(rel),
-        _ => roots.root.join(rel),
-    }
-}
-
-/// The files of the web front `setup` manages: each rendered page (always
-/// rewritten: the operator's copies live in [`WWW_OVERRIDE`], which nginx
-/// serves first), and, when nginx is installed, its server block, behind
-/// the port-443 stream when nginx's stream module is enabled
-/// (libnginx-mod-stream; docs/web.md). The second value is the service to
-/// reload when the file changed.
-pub fn planned_files(
-    config: &Config,
-    tls: &TlsFiles,
-    roots: &Roots,
-    etc_given: bool,
-) -> Vec<(PathBuf, String, Option<&'static str>)> {
-    let mut out = Vec::new();
-    let www = var_path(roots, etc_given, WWW_ROOT);
-    for file in chatmail_web::render(config, &chatmail_web::Site::relay(config)) {
-        out.push((www.join(file.path), file.text, None));
-    }
-    if roots.host(Path::new("/etc/nginx")).is_dir() {
-        let mut site = NginxSite::relay(
-            config,
-            &tls.cert.display().to_string(),
-            &tls.key.display().to_string(),
-        );
-        // Without the module, nginx would refuse the stream block: the
-        // server block then keeps port 443 itself.
-        if nginx::stream_module_enabled(&roots.host(Path::new(nginx::NGINX_MODULES_ENABLED))) {
-            let stream = nginx::StreamSite::relay(config);
-            out.push((
-                roots.host(Path::new(nginx::NGINX_STREAM_CONF)),
-                nginx::stream_conf(&stream),
-                Some("nginx"),
-            ));
-            site = site.behind(&stream);
-        }
-        out.push((
-            roots.host(Path::new(NGINX_CONF)),
-            roots.relocate(&nginx::nginx_conf(&site)),
-            Some("nginx"),
-        ));
-    }
-    out
-}
-
-/// Makes the operator's page directory and the ACME webroot (empty; never
-/// touched again). Returns what was created.
-pub fn ensure_dirs(roots: &Roots, etc_given: bool) -> std::io::Result<Vec<PathBuf>> {
-    let mut made = Vec::new();
-    for dir in [
-        roots.host(Path::new(WWW_OVERRIDE)),
-        var_path(roots, etc_given, ACME_ROOT),
-    ] {
-        if !dir.exists() {
-            std::fs::create_dir_all(&dir)?;
-            made.push(dir);
-        }
-    }
-    Ok(made)
-}
-
-/// The certbot command that gets (or keeps) the relay's certificate.
-pub fn certbot_command(config: &Config, directory: &str) -> Vec<String> {
-    let mut args = vec!["certbot".to_owned(), "certonly".to_owned()];
-    args.extend(chatmail_snippets::certbot::certbot_args(
-        &config.mail_domain,
-        ACME_ROOT,
-        DEPLOY_HOOK,
-        &config.acme_email,
-    ));
-    args.push("--server".into());
-    args.push(directory.to_owned());
-    args
-}
-
-/// Why a relay cannot get its certificate from an ACME CA, if it cannot.
-pub fn acme_refusal(config: &Config, tls: &TlsFiles) -> Option<String> {
-    if tls.external {
-        Some(format!(
-            "tls_external_cert_and_key names {}: that certificate is managed elsewhere; \
-             remove the key from chatmail.ini to use --acme",
-            tls.cert.display()
-        ))
-    } else if config.mail_domain.starts_with('_') || config.ipv4_relay().is_some() {
-        Some(format!(
-            "{} cannot get a certificate from a public CA (test domain or IP address); \
-             it keeps its self-signed one",
-            config.mail_domain
-        ))
-    } else {
-        None
-    }
-}
-
-/// Gets the certificate from the ACME CA at `directory` with certbot
-/// (HTTP-01 through nginx, which must already serve the challenge webroot)
-/// and makes sure certbot's renewal timer runs. With `run` false the
-/// commands are only printed.
-///
-/// # Errors
-/// certbot missing, or certbot or systemctl failing.
-pub fn acme(
-    config: &Config,
-    directory: &str,
-    run: bool,
-    out: &mut dyn Write,
-) -> Result<Vec<String>, SetupError> {
-    let certbot = certbot_command(config, directory);
-    let commands = vec![
-        certbot.join(" "),
-        "systemctl enable --now certbot.timer".to_owned(),
-    ];
-    if !run {
-        for c in &commands {
-            let _ = writeln!(out, "to run: {c}");
-        }
-        return Ok(commands);
-    }
-    // HTTP-01 is answered by nginx from the challenge webroot.
-    for (path, package) in [("/usr/bin/certbot", "certbot"), (NGINX_CONF, "nginx")] {
-        if !Path::new(path).exists() {
-            return Err(SetupError::NotInstalled {
-                path: path.into(),
-                package,
-            });
-        }
-    }
-    let _ = writeln!(out, "running {} (HTTP-01 through nginx)", commands[0]);
-    let output = Command::new(&certbot[0])
-        .args(&certbot[1..])
-        .output()
-        .map_err(|e| SetupError::Command {
-            command: commands[0].clone(),
-            detail: e.to_string(),
-        })?;
-    if !output.status.success() {
-        return Err(SetupError::Command {
-            command: commands[0].clone(),
-            detail: format!(
-                "{}: {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout).trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        });
-    }
-    let _ = out.write_all(&output.stdout);
-    let _ = writeln!(out, "running {}", commands[1]);
-    let status = Command::new("systemctl")
-        .args(["enable", "--now", "certbot.timer"])
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        let _ = writeln!(
-            out,
-            "warning: could not enable certbot.timer; renewals need it (or cron)"
-        );
-    }
-    Ok(commands)
-}
+use super::check::{Check, Status};
+use crate::acme::DEPLOY_HOOK;
+use crate::machine_conf::TlsFiles;
+use crate::roots::Roots;
 
 /// Where `chatmail doctor` reaches the web front, and what it trusts.
 #[derive(Debug, Clone, Default)]
-pub struct WebProbe {
+pub struct WebTarget {
     /// nginx's HTTPS address; `127.0.0.1:443` when unset and the server
     /// block is installed (no check otherwise).
     pub address: Option<SocketAddr>,
@@ -346,8 +170,8 @@ fn client_trusting(
 /// exists): whether the certificate Postfix uses is the lineage's current
 /// one (else the deploy hook failed after a renewal), and, under systemd,
 /// whether `certbot.timer` runs (else nothing renews it).
-pub fn certbot_checks(roots: &Roots, probe: &WebProbe, installed: &Path) -> Vec<Check> {
-    let dir = probe
+pub fn certbot_checks(roots: &Roots, target: &WebTarget, installed: &Path) -> Vec<Check> {
+    let dir = target
         .certbot_dir
         .clone()
         .unwrap_or_else(|| roots.host(Path::new("/etc/letsencrypt")));
@@ -387,7 +211,7 @@ pub fn certbot_checks(roots: &Roots, probe: &WebProbe, installed: &Path) -> Vec<
         ),
         Err(e) => fail("certbot", e, "see journalctl -u certbot.service"),
     });
-    if probe.certbot_dir.is_none()
+    if target.certbot_dir.is_none()
         && roots.etc == Path::new("/etc")
         && Path::new("/run/systemd/system").exists()
     {
@@ -424,11 +248,11 @@ pub fn certbot_checks(roots: &Roots, probe: &WebProbe, installed: &Path) -> Vec<
 pub async fn web_checks(
     config: &Config,
     roots: &Roots,
-    probe: &WebProbe,
+    target: &WebTarget,
     own_certs: &[PathBuf],
 ) -> Vec<Check> {
     let installed = roots.host(Path::new(NGINX_CONF)).exists();
-    let Some(address) = probe
+    let Some(address) = target
         .address
         .or_else(|| installed.then(|| SocketAddr::from(([127, 0, 0, 1], 443))))
     else {
@@ -463,7 +287,7 @@ pub async fn web_checks(
             own.push(nginx_cert);
         }
         let bundle = system_ca_bundle();
-        let trusted = match trust_roots(&bundle, &own, probe.ca_file.as_deref()) {
+        let trusted = match trust_roots(&bundle, &own, target.ca_file.as_deref()) {
             Ok(t) => t,
             Err(e @ TrustError::Bundle { .. }) => {
                 return vec![fail(
@@ -599,24 +423,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn with_etc_the_pages_stay_next_to_it() {
-        let roots = Roots {
-            etc: "/tmp/t/etc".into(),
-            root: "/".into(),
-        };
-        let config = chatmail_config::Config::for_tests("chat.example.org", Path::new("/m"));
-        let tls = TlsFiles::for_config(&config);
-        let files = planned_files(&config, &tls, &roots, true);
-        assert_eq!(
-            files[0].0,
-            Path::new("/tmp/t/var/lib/chatmail/www/index.html")
-        );
-        assert!(files.iter().all(|(p, _, _)| p.starts_with("/tmp/t/")));
-        let relay = planned_files(&config, &tls, &Roots::default(), false);
-        assert_eq!(relay[0].0, Path::new("/var/lib/chatmail/www/index.html"));
-    }
-
     /// A fresh self-signed certificate for `domain` (PEM), as setup makes.
     fn certificate(dir: &Path, domain: &str) -> Vec<u8> {
         let (cert, key) = (dir.join(format!("{domain}.pem")), dir.join("key.pem"));
@@ -705,37 +511,5 @@ mod tests {
             .tls_certs_only(certs)
             .build()
             .expect("every CA of the bundle parses");
-    }
-
-    #[test]
-    fn acme_is_refused_where_no_ca_would_issue() {
-        let ok = chatmail_config::Config::for_tests("chat.example.org", Path::new("/m"));
-        assert_eq!(acme_refusal(&ok, &TlsFiles::for_config(&ok)), None);
-        for domain in ["_test.example.org", "192.0.2.1"] {
-            let c = chatmail_config::Config::for_tests(domain, Path::new("/m"));
-            assert!(
-                acme_refusal(&c, &TlsFiles::for_config(&c)).is_some(),
-                "{domain}"
-            );
-        }
-        let ext = TlsFiles {
-            cert: "/c".into(),
-            key: "/k".into(),
-            external: true,
-        };
-        assert!(
-            acme_refusal(&ok, &ext)
-                .unwrap()
-                .contains("tls_external_cert_and_key")
-        );
-        assert_eq!(
-            certbot_command(&ok, LETS_ENCRYPT)[..2],
-            ["certbot", "certonly"]
-        );
-        assert!(
-            certbot_command(&ok, LETS_ENCRYPT)
-                .join(" ")
-                .ends_with(&format!("--server {LETS_ENCRYPT}"))
-        );
     }
 }

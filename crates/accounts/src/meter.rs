@@ -8,30 +8,30 @@ use std::path::{Path, PathBuf};
 use crate::rules::Resources;
 
 /// Something that can tell how loaded the machine is.
-pub trait ResourceProbe: Send + Sync + 'static {
+pub trait ResourceMeter: Send + Sync + 'static {
     /// Measures the machine; `mailboxes_dir` is where new accounts go.
     ///
     /// # Errors
     /// Any I/O or parse failure; the caller refuses creation then.
-    fn probe(&self, mailboxes_dir: &Path) -> io::Result<Resources>;
+    fn measure(&self, mailboxes_dir: &Path) -> io::Result<Resources>;
 }
 
 /// The real machine, read from `proc_dir` (normally `/proc`).
 #[derive(Debug, Clone)]
-pub struct SystemProbe {
+pub struct SystemMeter {
     proc_dir: PathBuf,
 }
 
-impl Default for SystemProbe {
+impl Default for SystemMeter {
     fn default() -> Self {
-        SystemProbe {
+        SystemMeter {
             proc_dir: PathBuf::from("/proc"),
         }
     }
 }
 
-impl ResourceProbe for SystemProbe {
-    fn probe(&self, mailboxes_dir: &Path) -> io::Result<Resources> {
+impl ResourceMeter for SystemMeter {
+    fn measure(&self, mailboxes_dir: &Path) -> io::Result<Resources> {
         let loadavg = std::fs::read_to_string(self.proc_dir.join("loadavg"))?;
         let meminfo = std::fs::read_to_string(self.proc_dir.join("meminfo"))?;
         // The mailboxes directory may not exist yet on a fresh relay; its
@@ -79,22 +79,22 @@ mod tests {
     }
 
     #[test]
-    fn probes_a_fake_proc() {
+    fn measures_a_fake_proc() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("loadavg"), "7.50 1 1 1/1 1\n").unwrap();
         std::fs::write(tmp.path().join("meminfo"), "MemAvailable: 10 kB\n").unwrap();
-        let probe = SystemProbe {
+        let meter = SystemMeter {
             proc_dir: tmp.path().to_path_buf(),
         };
-        let res = probe.probe(&tmp.path().join("not/yet/there")).unwrap();
+        let res = meter.measure(&tmp.path().join("not/yet/there")).unwrap();
         assert_eq!(res.load_1m, 7.5);
         assert_eq!(res.available_memory, 10240);
         assert!(res.free_disk > 0);
     }
 
     #[test]
-    fn probes_this_machine() {
-        let res = SystemProbe::default().probe(Path::new("/")).unwrap();
+    fn measures_this_machine() {
+        let res = SystemMeter::default().measure(Path::new("/")).unwrap();
         assert!(res.load_1m >= 0.0);
         assert!(res.available_memory > 0);
     }

@@ -11,19 +11,20 @@ use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::{Check, DoctorOptions};
+use super::check::Check;
+use super::options::DoctorOptions;
 
 /// The `socket DAEMON` lines, one per socket in [`DoctorOptions::sockets`].
 pub(super) async fn socket_checks(opts: &DoctorOptions) -> Vec<Check> {
     let mut checks = Vec::new();
     // All at once: a stopped daemon costs one timeout, not one each.
-    let probes: Vec<_> = opts
+    let pending: Vec<_> = opts
         .sockets
         .iter()
         .map(|(daemon, path)| {
             let (daemon, host, timeout) = (*daemon, opts.roots.host(path), opts.timeout);
             let task = tokio::spawn(async move {
-                tokio::time::timeout(timeout, probe(daemon, &host))
+                tokio::time::timeout(timeout, question(daemon, &host))
                     .await
                     .unwrap_or_else(|_| {
                         Err(format!("no answer within {} s", timeout.as_secs_f32()))
@@ -32,7 +33,7 @@ pub(super) async fn socket_checks(opts: &DoctorOptions) -> Vec<Check> {
             (daemon, opts.roots.host(path), task)
         })
         .collect();
-    for (daemon, host, task) in probes {
+    for (daemon, host, task) in pending {
         let result = task
             .await
             .unwrap_or_else(|e| Err(format!("the check itself failed: {e}")));
@@ -53,20 +54,20 @@ pub(super) async fn socket_checks(opts: &DoctorOptions) -> Vec<Check> {
 }
 
 /// Asks `daemon` a harmless question on `socket`; the answer's gist.
-async fn probe(daemon: &str, socket: &Path) -> Result<String, String> {
+async fn question(daemon: &str, socket: &Path) -> Result<String, String> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     match daemon {
-        "policy" => probe_policy(stream).await,
-        "milter" => probe_milter(stream).await,
-        _ => probe_dict(daemon, stream).await,
+        "policy" => question_policy(stream).await,
+        "milter" => question_milter(stream).await,
+        _ => question_dict(daemon, stream).await,
     }
     .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ProbeError {
+enum AnswerError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("closed the connection without answering")]
@@ -76,7 +77,7 @@ enum ProbeError {
 }
 
 /// Sends a line-protocol `query` and returns the first answer line.
-async fn ask(stream: UnixStream, query: &[u8]) -> Result<String, ProbeError> {
+async fn ask(stream: UnixStream, query: &[u8]) -> Result<String, AnswerError> {
     let mut stream = BufReader::new(stream);
     // A daemon that answers before reading (a greeting, an error) and hangs
     // up makes the write fail; its answer still says more than EPIPE.
@@ -84,15 +85,15 @@ async fn ask(stream: UnixStream, query: &[u8]) -> Result<String, ProbeError> {
     let mut line = String::new();
     match (stream.read_line(&mut line).await, sent) {
         (Ok(n), _) if n > 0 => Ok(line.trim_end().to_owned()),
-        (_, Err(e)) => Err(ProbeError::Io(e)),
-        (Ok(_), Ok(())) => Err(ProbeError::Closed),
-        (Err(e), Ok(())) => Err(ProbeError::Io(e)),
+        (_, Err(e)) => Err(AnswerError::Io(e)),
+        (Ok(_), Ok(())) => Err(AnswerError::Closed),
+        (Err(e), Ok(())) => Err(AnswerError::Io(e)),
     }
 }
 
 /// Dovecot dict protocol 3.2: HELLO, then a lookup of a key no daemon can
 /// have; `N` (not found) or `F` (refused) both prove it is serving.
-async fn probe_dict(daemon: &str, stream: UnixStream) -> Result<String, ProbeError> {
+async fn question_dict(daemon: &str, stream: UnixStream) -> Result<String, AnswerError> {
     let key = match daemon {
         // A userdb lookup never creates an account, and this domain is
         // reserved, so it cannot be ours.
@@ -104,13 +105,13 @@ async fn probe_dict(daemon: &str, stream: UnixStream) -> Result<String, ProbeErr
         Some(b'N') => Ok("lookup: not found".into()),
         Some(b'F') => Ok("lookup: refused".into()),
         Some(b'O') => Ok("lookup: found".into()),
-        _ => Err(ProbeError::Unexpected(line)),
+        _ => Err(AnswerError::Unexpected(line)),
     }
 }
 
 /// A policy query for a recipient in a reserved foreign domain at RCPT:
 /// it counts against no rate limit and creates nothing.
-async fn probe_policy(stream: UnixStream) -> Result<String, ProbeError> {
+async fn question_policy(stream: UnixStream) -> Result<String, AnswerError> {
     let line = ask(
         stream,
         b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
@@ -122,13 +123,13 @@ async fn probe_policy(stream: UnixStream) -> Result<String, ProbeError> {
     if line.starts_with("action=") {
         Ok(line)
     } else {
-        Err(ProbeError::Unexpected(line))
+        Err(AnswerError::Unexpected(line))
     }
 }
 
 /// Milter option negotiation (SMFIC_OPTNEG, protocol 6), as Postfix opens
 /// every connection; the daemon answers with its own OPTNEG.
-async fn probe_milter(mut stream: UnixStream) -> Result<String, ProbeError> {
+async fn question_milter(mut stream: UnixStream) -> Result<String, AnswerError> {
     let mut packet = Vec::with_capacity(17);
     packet.extend_from_slice(&13u32.to_be_bytes());
     packet.push(b'O');
@@ -142,12 +143,12 @@ async fn probe_milter(mut stream: UnixStream) -> Result<String, ProbeError> {
         .read_exact(&mut len)
         .await
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => ProbeError::Closed,
-            _ => ProbeError::Io(e),
+            std::io::ErrorKind::UnexpectedEof => AnswerError::Closed,
+            _ => AnswerError::Io(e),
         })?;
     let len = u32::from_be_bytes(len);
     if len == 0 || len > 64 * 1024 {
-        return Err(ProbeError::Unexpected(format!("packet length {len}")));
+        return Err(AnswerError::Unexpected(format!("packet length {len}")));
     }
     let mut body = vec![0u8; len as usize];
     stream.read_exact(&mut body).await?;
@@ -163,7 +164,7 @@ async fn probe_milter(mut stream: UnixStream) -> Result<String, ProbeError> {
                 version.unwrap_or(0)
             ))
         }
-        c => Err(ProbeError::Unexpected(format!(
+        c => Err(AnswerError::Unexpected(format!(
             "milter reply {:?}",
             char::from(c)
         ))),
