@@ -20,8 +20,11 @@ OK_CHECKS = {
     "socket metadata",
     "socket policy",
     "socket milter",
+    "socket transport",
+    "socket mxdeliv",
     "postfix milter",
     "postfix policy",
+    "postfix transport",
     "dovecot metadata",
     "dovecot lastlogin",
     "dovecot auth",
@@ -150,7 +153,7 @@ def test_a_wrong_socket_in_postfix_is_named(relay, tmp_path, setting, value, che
     assert checks["socket policy"][0] == "OK", output
 
 
-WEB_CHECKS = {"web home", "web autoconfig", "web new", "web www", "web mta-sts"}
+WEB_CHECKS = {"web home", "web autoconfig", "web new", "web www", "web mta-sts", "web mxdeliv"}
 
 
 def test_a_self_signed_relay_passes_only_with_its_certificate_given(relay, tmp_path):
@@ -202,6 +205,7 @@ def test_a_self_signed_relay_passes_only_with_its_certificate_given(relay, tmp_p
             f"https://mta-sts.{relay.domain}:{info['https_port']}/.well-known/mta-sts.txt"
             " answers 200",
         ),
+        "web mxdeliv": ("OK", f"{base}/mxdeliv answers 405"),
     }, output
     # Not one line of the libraries' logs (rustls's "failed to verify TLS
     # certificate") on stderr; the failing runs exit 1 with no message.

@@ -516,6 +516,7 @@ def test_doctor_checks_the_pages_and_their_certificate(acme):
         "web www": ("OK", f"https://www.{relay.domain}:{port}/ answers 301"),
         "web mta-sts": (
             "OK", f"https://mta-sts.{relay.domain}:{port}/.well-known/mta-sts.txt answers 200"),
+        "web mxdeliv": ("OK", f"https://{relay.domain}:{port}/mxdeliv answers 405"),
     }, output
     [tls] = [v for k, v in checks.items() if k.startswith("tls ")]
     assert tls[0] == "OK", output
@@ -538,7 +539,7 @@ def test_doctor_checks_the_pages_and_their_certificate(acme):
     # Without pebble's root the certificate is not trusted: every page fails.
     code, checks, output = doctor(relay)
     assert code == 1, output
-    for name in ("web home", "web autoconfig", "web new", "web www", "web mta-sts"):
+    for name in ("web home", "web autoconfig", "web new", "web www", "web mta-sts", "web mxdeliv"):
         status, detail = checks[name]
         assert status == "FAIL" and "certificate" in detail.lower(), output
 

@@ -68,7 +68,10 @@ pub async fn start_metrics(
     }
     let endpoint = chatmail_metrics::server::Endpoint::new(metrics, daemon, probes);
     tokio::spawn(chatmail_metrics::server::serve(listener, endpoint));
-    tracing::info!("chatmail {} serving metrics on http://{local}/metrics", table.name);
+    tracing::info!(
+        "chatmail {} serving metrics on http://{local}/metrics",
+        table.name
+    );
     Ok(())
 }
 

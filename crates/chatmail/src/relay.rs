@@ -68,7 +68,7 @@ pub async fn transport(
     let resolver = chatmail_mxdeliv::resolver(config).context("DNS resolver")?;
     let memory = Arc::new(routes::Memory::new(routes::Settings {
         own_domain: config.address_domain().to_ascii_lowercase(),
-        https_first: true,
+        https_first: config.deliver_over_https,
         peers: args.peers,
         peers_only: args.peers_only,
     }));

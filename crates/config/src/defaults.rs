@@ -87,6 +87,8 @@ impl Config {
             postfix_reinject_port_incoming: 10026,
             mtail_address: None,
             disable_ipv6: false,
+            deliver_over_https: true,
+            accept_over_https: true,
             acme_email: String::new(),
             imap_rawlog: false,
             imap_compress: false,

@@ -386,6 +386,8 @@ impl Config {
             c.mtail_address = Some(address);
         }
         c.disable_ipv6 = r.boolean("disable_ipv6", c.disable_ipv6);
+        c.deliver_over_https = r.boolean("deliver_over_https", c.deliver_over_https);
+        c.accept_over_https = r.boolean("accept_over_https", c.accept_over_https);
         if let Some(email) = r.text("acme_email") {
             c.acme_email = email;
         }

@@ -153,6 +153,13 @@ pub struct Config {
     pub mtail_address: Option<String>,
     /// No IPv6 listeners (nginx listens on IPv4 only).
     pub disable_ipv6: bool,
+    /// Mail to other relays goes over HTTPS (`POST /mxdeliv`) first, over
+    /// SMTP only when that fails; `false`: SMTP only (still through
+    /// `chatmail transport`, docs/design.md, "HTTPS transport").
+    pub deliver_over_https: bool,
+    /// Other relays may deliver over HTTPS to `/mxdeliv` (nginx passes it
+    /// to `chatmail mxdeliv`); `false`: nginx serves no `/mxdeliv`.
+    pub accept_over_https: bool,
     /// ACME account e-mail.
     pub acme_email: String,
     /// Dovecot IMAP raw logs.

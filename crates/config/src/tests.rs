@@ -183,6 +183,16 @@ fn booleans_take_only_true_as_true() {
     let (c, warnings) = parse_ok(&with("disable_ipv6 = True\nimap_rawlog = TRUE"));
     assert!(c.disable_ipv6 && c.imap_rawlog && !c.imap_compress);
     assert!(warnings.is_empty());
+    let c = parse_ok(&with("")).0;
+    assert!(c.deliver_over_https && c.accept_over_https);
+    let (c, warnings) = parse_ok(&with(
+        "deliver_over_https = false\naccept_over_https = False",
+    ));
+    assert!(
+        !c.deliver_over_https && !c.accept_over_https,
+        "{warnings:?}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
     let (c, warnings) = parse_ok(&with("disable_ipv6 = yes\nimap_compress = False"));
     assert!(!c.disable_ipv6 && !c.imap_compress);
     assert_eq!(

@@ -223,7 +223,7 @@ impl Sandbox {
         })?;
         let metrics_base = pick_metrics_base(opts.port_base)?;
         self.write_postfix(&config, &ports, &exe)?;
-        self.write_peers(&opts.peers)?;
+        self.write_peers()?;
         self.write_dovecot(&config, &ports, &exe, dialect)?;
         self.spawn_daemons(&exe, vmail, metrics_base, &opts.peers)
             .await?;

@@ -13,9 +13,6 @@ use crate::layout::relocate;
 use crate::ports::Ports;
 use crate::{Context, Sandbox, SandboxError};
 
-/// Where Postfix finds `chatmail transport`: the shipped `default_transport`.
-const TRANSPORT_NEXTHOP: &str = "chatmail-https:unix:chatmail/transport.socket";
-
 /// The internal services every Postfix instance needs, unchrooted (a private
 /// instance has its own queue directory and no chroot jail set up).
 const POSTFIX_INTERNAL_SERVICES: &str = "\
@@ -75,31 +72,13 @@ pub fn master_cf(shipped: &str, ports: &Ports) -> String {
 }
 
 impl Sandbox {
-    /// Mail for each peer goes to `chatmail transport` (everything else
-    /// stays refused), and leaves over SMTP with STARTTLS required (their
-    /// certificates are self-signed: not verified).
-    pub(crate) fn write_peers(
-        &self,
-        peers: &[chatmail_mxdeliv::routes::Peer],
-    ) -> Result<(), SandboxError> {
-        let etc = self.layout.postfix_etc();
-        let map: String = peers
-            .iter()
-            .map(|p| format!("{} {}\n", p.domain, TRANSPORT_NEXTHOP))
-            .collect();
-        fs::write(etc.join("transport"), map).ctx(|| "writing postfix/etc/transport".into())?;
-        let main = etc.join("main.cf");
+    /// Mail to peers leaves over SMTP with STARTTLS required (their
+    /// certificates are self-signed: not verified); `chatmail transport`
+    /// routes it (`--peer`).
+    pub(crate) fn write_peers(&self) -> Result<(), SandboxError> {
+        let main = self.layout.postfix_etc().join("main.cf");
         let text = fs::read_to_string(&main).ctx(|| "reading postfix/etc/main.cf".into())?;
-        let text = render::merge_main_cf(
-            &text,
-            &[
-                (
-                    "transport_maps",
-                    format!("texthash:{}", etc.join("transport").display()),
-                ),
-                ("smtp_tls_security_level", "encrypt".into()),
-            ],
-        );
+        let text = render::merge_main_cf(&text, &[("smtp_tls_security_level", "encrypt".into())]);
         fs::write(&main, text).ctx(|| "writing postfix/etc/main.cf".into())
     }
 
@@ -129,14 +108,12 @@ impl Sandbox {
             ("maillog_file", l.log("postfix").display().to_string()),
             ("maillog_file_prefixes", st.to_string()),
             ("message_size_limit", config.max_message_size.to_string()),
-            // A sandbox never sends mail off the machine.
-            (
-                "default_transport",
-                "error:the sandbox relay delivers only locally".into(),
-            ),
+            // A sandbox never sends mail off the machine: remote mail goes
+            // to `chatmail transport` as on a relay, which delivers only to
+            // the --peer relays (`--peers-only`).
             (
                 "relay_transport",
-                "error:the sandbox relay delivers only locally".into(),
+                "error:the sandbox relay delivers only to its peers".into(),
             ),
         ];
         let main = format!(

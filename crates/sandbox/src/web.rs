@@ -193,11 +193,13 @@ impl Sandbox {
             fcgiwrap_socket: format!("{st}/run/fcgiwrap/fcgiwrap.socket"),
             newemail_cgi: format!("{st}/bin/newemail.cgi"),
             self_signed,
-            mxdeliv_socket: Some(relocate(
-                chatmail_snippets::daemons::MXDELIV.socket,
-                &l.state,
-                Path::new("/"),
-            )),
+            mxdeliv_socket: config.accept_over_https.then(|| {
+                relocate(
+                    chatmail_snippets::daemons::MXDELIV.socket,
+                    &l.state,
+                    Path::new("/"),
+                )
+            }),
             proxy_from: None,
         }
         .behind(&stream);

@@ -273,7 +273,9 @@ impl NginxSite {
             fcgiwrap_socket: FCGIWRAP_SOCKET.to_owned(),
             newemail_cgi: NEWEMAIL_CGI_PATH.to_owned(),
             self_signed: config.tls_cert().mode == chatmail_config::TlsCertMode::SelfSigned,
-            mxdeliv_socket: Some(crate::daemons::MXDELIV.socket.to_owned()),
+            mxdeliv_socket: config
+                .accept_over_https
+                .then(|| crate::daemons::MXDELIV.socket.to_owned()),
             proxy_from: None,
         }
     }

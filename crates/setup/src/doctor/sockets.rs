@@ -61,6 +61,8 @@ async fn question(daemon: &str, socket: &Path) -> Result<String, String> {
     match daemon {
         "policy" => question_policy(stream).await,
         "milter" => question_milter(stream).await,
+        "transport" => question_lmtp(stream).await,
+        "mxdeliv" => question_mxdeliv(stream).await,
         _ => question_dict(daemon, stream).await,
     }
     .map_err(|e| e.to_string())
@@ -122,6 +124,37 @@ async fn question_policy(stream: UnixStream) -> Result<String, AnswerError> {
     .await?;
     if line.starts_with("action=") {
         Ok(line)
+    } else {
+        Err(AnswerError::Unexpected(line))
+    }
+}
+
+/// The LMTP greeting of `chatmail transport` (then QUIT: nothing is sent).
+async fn question_lmtp(stream: UnixStream) -> Result<String, AnswerError> {
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    if stream.read_line(&mut line).await? == 0 {
+        return Err(AnswerError::Closed);
+    }
+    let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
+    let line = line.trim_end().to_owned();
+    if line.starts_with("220 ") && line.ends_with(" LMTP") {
+        Ok(format!("LMTP greeting: {line}"))
+    } else {
+        Err(AnswerError::Unexpected(line))
+    }
+}
+
+/// A GET on `/mxdeliv`, which `chatmail mxdeliv` answers 405 (only other
+/// relays' POSTs are mail).
+async fn question_mxdeliv(stream: UnixStream) -> Result<String, AnswerError> {
+    let line = ask(
+        stream,
+        b"GET /mxdeliv HTTP/1.1\r\nHost: chatmail-doctor\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    if line.starts_with("HTTP/1.1 405") {
+        Ok(format!("{line} to GET /mxdeliv"))
     } else {
         Err(AnswerError::Unexpected(line))
     }

@@ -334,7 +334,7 @@ pub async fn web_checks(
     // nginx names the port it knows, which --https-address may not be.
     let (bare, with_port) = (format!("https://{domain}/"), format!("https://{domain}:"));
     let www = [bare.as_str(), with_port.as_str()];
-    let checks: [(&str, String, u16, &[&str]); 5] = [
+    let mut checks: Vec<(&str, String, u16, &[&str])> = vec![
         ("web home", home, 200, &[]),
         (
             "web autoconfig",
@@ -356,6 +356,16 @@ pub async fn web_checks(
             &[],
         ),
     ];
+    // Other relays POST here; `chatmail mxdeliv` answers anything else with
+    // 405, so 405 shows nginx reaches the running service.
+    if config.accept_over_https {
+        checks.push((
+            "web mxdeliv",
+            format!("https://{domain}{port}/mxdeliv"),
+            405,
+            &[],
+        ));
+    }
     for (name, url, want, locations) in checks {
         let check = match client.get(&url).send().await {
             Ok(r) if r.status().as_u16() == want => {

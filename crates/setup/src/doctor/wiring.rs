@@ -100,6 +100,12 @@ pub(super) fn postfix_wiring(opts: &DoctorOptions) -> Vec<Check> {
             missing.push(key);
         }
     }
+    checks.push(transport_wiring(
+        &text,
+        queue_dir,
+        &opts.socket("transport"),
+        fix,
+    ));
     checks.push(if missing.is_empty() {
         Check::ok(
             "postfix policy",
@@ -120,6 +126,37 @@ pub(super) fn postfix_wiring(opts: &DoctorOptions) -> Vec<Check> {
         )
     });
     checks
+}
+
+/// Whether remote mail goes to `chatmail transport` (docs/design.md,
+/// "HTTPS transport"): `default_transport` names the `chatmail-https` LMTP
+/// client on its socket.
+fn transport_wiring(main_cf: &str, queue_dir: &Path, socket: &Path, fix: &str) -> Check {
+    let value = machine_conf::main_cf_value(main_cf, "default_transport").unwrap_or_default();
+    let target = value
+        .split_once(':')
+        .filter(|(t, _)| *t == "chatmail-https")
+        .and_then(|(_, nexthop)| nexthop.strip_prefix("unix:"))
+        .map(|path| queue_dir.join(path));
+    if target.as_deref() == Some(socket) {
+        Check::ok(
+            "postfix transport",
+            format!(
+                "default_transport hands remote mail to {}",
+                socket.display()
+            ),
+        )
+    } else {
+        Check::fail(
+            "postfix transport",
+            format!(
+                "default_transport = {value:?}: remote mail does not reach chatmail transport \
+                 at {} (no HTTPS delivery to other relays)",
+                socket.display()
+            ),
+            fix,
+        )
+    }
 }
 
 /// The Dovecot settings to check and where they come from: the output of
@@ -279,6 +316,36 @@ pub(super) fn certificates(opts: &DoctorOptions, dovecot_cert: Option<PathBuf>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_wiring_cases() {
+        let q = Path::new("/var/spool/postfix");
+        let socket = Path::new("/var/spool/postfix/chatmail/transport.socket");
+        let cases = [
+            (
+                "default_transport = chatmail-https:unix:chatmail/transport.socket\n",
+                true,
+            ),
+            ("default_transport = smtp\n", false),
+            ("", false),
+            (
+                "default_transport = chatmail-https:unix:chatmail/other.socket\n",
+                false,
+            ),
+            (
+                "default_transport = lmtp:unix:chatmail/transport.socket\n",
+                false,
+            ),
+        ];
+        for (main_cf, ok) in cases {
+            let check = transport_wiring(main_cf, q, socket, "fix");
+            assert_eq!(
+                check.status == super::super::check::Status::Ok,
+                ok,
+                "{main_cf:?}"
+            );
+        }
+    }
 
     #[test]
     fn policy_sockets_are_found_after_check_policy_service() {
