@@ -106,6 +106,9 @@ pub struct Options {
 pub struct Sandbox {
     layout: Layout,
     children: Vec<(&'static str, Child)>,
+    /// How each of our daemons was started, to start it again when it is
+    /// killed (as systemd's `Restart=on-failure` does on a relay).
+    daemons: Vec<processes::DaemonStart>,
     postfix_started: bool,
     dovecot_started: bool,
     /// The wrapper that runs the Debian root's programs, when there is one.
@@ -116,20 +119,33 @@ pub struct Sandbox {
     pub credentials: (String, String),
 }
 
-/// Runs a sandbox until `shutdown` resolves or one of its daemons dies.
+/// Runs a sandbox until `shutdown` resolves or one of its processes exits
+/// on its own. One of our daemons killed by SIGKILL is started again, as
+/// systemd does on a relay (the tests kill one in the middle of a
+/// delivery); any other exit ends the sandbox, so that a crash is seen.
 ///
 /// # Errors
 /// When anything fails to start (everything started is stopped again), or
-/// when a daemon exits while the relay runs.
+/// when a process exits while the relay runs.
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), SandboxError> {
     let mut sandbox = Sandbox::start(&opts).await?;
     println!("{}", sandbox.describe());
-    let result = tokio::select! {
-        () = shutdown => Ok(()),
-        (name, status) = sandbox.any_child_exit() => Err(SandboxError::Startup(format!(
+    tokio::pin!(shutdown);
+    let result = loop {
+        let (name, status) = tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            exited = sandbox.any_child_exit() => exited,
+        };
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+            match sandbox.restart_daemon(name).await {
+                Ok(()) => continue,
+                Err(e) => break Err(e),
+            }
+        }
+        break Err(SandboxError::Startup(format!(
             "chatmail {name} exited ({status}); see {}",
             sandbox.layout.log(name).display()
-        ))),
+        )));
     };
     sandbox.stop().await;
     result
@@ -182,6 +198,7 @@ impl Sandbox {
         let mut sandbox = Sandbox {
             layout: Layout { state },
             children: Vec::new(),
+            daemons: Vec::new(),
             postfix_started: false,
             dovecot_started: false,
             root_exec,

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,29 @@ use crate::ports::{Ports, metrics_port};
 use crate::state::Ids;
 use crate::{Context, Sandbox, SandboxError};
 
+/// How one of our daemons is started.
+#[derive(Debug, Clone)]
+pub(crate) struct DaemonStart {
+    exe: PathBuf,
+    daemon: &'static Daemon,
+    uid: u32,
+    gid: u32,
+    metrics_port: Option<u16>,
+    extra: Vec<String>,
+}
+
 impl Sandbox {
+    /// Starts daemon `name` again after it was killed; an error when it is
+    /// none of ours.
+    pub(crate) async fn restart_daemon(&mut self, name: &str) -> Result<(), SandboxError> {
+        let Some(start) = self.daemons.iter().find(|d| d.daemon.name == name).cloned() else {
+            return Err(SandboxError::Startup(format!("{name} was killed")));
+        };
+        self.children.retain(|(n, _)| *n != name);
+        eprintln!("chatmail {name} was killed; starting it again");
+        self.spawn_daemon(&start).await
+    }
+
     /// Starts each of our daemons of the table, as vmail, in the group of
     /// its socket's clients.
     pub(crate) async fn spawn_daemons(
@@ -49,15 +71,16 @@ impl Sandbox {
                 "mxdeliv" => vec![format!("--postfix=unix:{st}/postfix/queue/public/mxdeliv")],
                 _ => Vec::new(),
             };
-            self.spawn_daemon(
-                exe,
+            let start = DaemonStart {
+                exe: exe.to_owned(),
                 daemon,
-                vmail.uid,
+                uid: vmail.uid,
                 gid,
-                metrics_port(metrics_base, daemon),
-                &extra,
-            )
-            .await?;
+                metrics_port: metrics_port(metrics_base, daemon),
+                extra,
+            };
+            self.spawn_daemon(&start).await?;
+            self.daemons.push(start);
         }
 
         Ok(())
@@ -130,15 +153,16 @@ impl Sandbox {
         }
     }
 
-    pub(crate) async fn spawn_daemon(
-        &mut self,
-        exe: &Path,
-        daemon: &'static Daemon,
-        uid: u32,
-        gid: u32,
-        metrics_port: Option<u16>,
-        extra: &[String],
-    ) -> Result<(), SandboxError> {
+    pub(crate) async fn spawn_daemon(&mut self, start: &DaemonStart) -> Result<(), SandboxError> {
+        let DaemonStart {
+            exe,
+            daemon,
+            uid,
+            gid,
+            metrics_port,
+            extra,
+        } = start;
+        let (uid, gid) = (*uid, *gid);
         let name = daemon.name;
         let socket = self.layout.socket(daemon);
         let dir = socket.parent().unwrap_or(Path::new("/"));
@@ -203,11 +227,11 @@ impl Sandbox {
         Ok(())
     }
 
-    pub(crate) async fn any_child_exit(&mut self) -> (&'static str, String) {
+    pub(crate) async fn any_child_exit(&mut self) -> (&'static str, std::process::ExitStatus) {
         loop {
             for (name, child) in &mut self.children {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return (*name, status.to_string());
+                    return (*name, status);
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
