@@ -372,3 +372,36 @@ def wait_until(cond, timeout=30):
     while not cond():
         assert time.time() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_delta_chat_across_relays_over_https(net, tmp_path):
+    """Delta Chat clients on A and on B: Secure-Join and a conversation,
+    every message between the relays over HTTPS (A cannot reach B's port
+    25 at all)."""
+    from test_deltachat import Clients, secure_join, wait_event
+
+    on_a, on_b = Clients(net.a, tmp_path / "a"), Clients(net.b, tmp_path / "b")
+    try:
+        alice, bob = on_a.account(), on_b.account()
+        chat, _ = secure_join(alice, bob, timeout=90)
+
+        def received(ac, text):
+            def is_it(ev):
+                return ac.get_message_by_id(ev["msgId"]).get_snapshot().text == text
+
+            ev = wait_event(ac, "IncomingMsg", 60, is_it)
+            return ac.get_message_by_id(ev["msgId"]).get_snapshot()
+
+        chat.send_text("hello from B over HTTPS")
+        snap = received(alice, "hello from B over HTTPS")
+        assert snap.show_padlock
+        snap.chat.send_text("and back from A")
+        assert received(bob, "and back from A").show_padlock
+        a_addr = on_a.creds[alice.id]["email"]
+        b_addr = on_b.creds[bob.id]["email"]
+        wait_log(net.a, "transport", rf"to={re.escape(b_addr)}: delivered over HTTPS")
+        wait_log(net.b, "transport", rf"to={re.escape(a_addr)}: delivered over HTTPS")
+        assert f"127.0.0.1[127.0.0.1]:{net.dead}" not in log(net.a, "postfix")
+    finally:
+        on_a.close()
+        on_b.close()
