@@ -8,7 +8,27 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const EXE: &str = env!("CARGO_BIN_EXE_chatmail");
+/// The daemons that serve Postfix and Dovecot through our connection cap
+/// (`chatmail_net`), each with a descriptor limit in its unit.
 const DAEMONS: &[&str] = &["auth", "lastlogin", "metadata", "milter", "policy"];
+
+/// Every daemon of the table, with the arguments it needs beyond
+/// `--config` and `--listen` to run in `dir` (the transport's socketmap).
+fn all_daemons(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
+    chatmail_snippets::daemons::DAEMONS
+        .iter()
+        .map(|d| {
+            let extra = match d.name {
+                "transport" => vec![format!(
+                    "--map-listen=unix:{}",
+                    dir.join("map.socket").display()
+                )],
+                _ => Vec::new(),
+            };
+            (d.name, extra)
+        })
+        .collect()
+}
 
 fn run(args: &[&str]) -> Output {
     Command::new(EXE).args(args).output().unwrap()
@@ -32,7 +52,11 @@ fn help_explains_every_subcommand() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for sub in DAEMONS
+    let table: Vec<&str> = chatmail_snippets::daemons::DAEMONS
+        .iter()
+        .map(|d| d.name)
+        .collect();
+    for sub in table
         .iter()
         .chain(&["expire", "quota-expire", "report", "newemail", "sandbox"])
     {
@@ -59,14 +83,16 @@ fn a_bad_config_is_one_line_and_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.ini");
     let socket = format!("unix:{}", dir.path().join("s").display());
-    for daemon in DAEMONS {
-        let out = run(&[
+    for (daemon, extra) in all_daemons(dir.path()) {
+        let mut args = vec![
             daemon,
             "--config",
             missing.to_str().unwrap(),
             "--listen",
             &socket,
-        ]);
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{daemon}");
         let stderr = String::from_utf8(out.stderr).unwrap();
         let reasons: Vec<&str> = stderr
@@ -109,13 +135,14 @@ fn a_bad_listen_address_is_a_usage_error() {
 fn daemons_replace_stale_sockets_use_mode_0660_and_stop_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let ini = write_config(dir.path());
-    for daemon in DAEMONS {
+    for (daemon, extra) in all_daemons(dir.path()) {
         let path = dir.path().join(format!("{daemon}.socket"));
         // A socket left behind by a killed daemon.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         let mut child = Command::new(EXE)
             .args([daemon, "--config", &ini, "--listen"])
             .arg(format!("unix:{}", path.display()))
+            .args(&extra)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
