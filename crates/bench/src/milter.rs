@@ -29,7 +29,7 @@ use hyper::body::Bytes;
 use indymilter::{Callbacks, Status as MilterStatus};
 use indymilter_test::{MacroStage, Status, TestConnection};
 
-use crate::{memory_kib, rules, spawn_env};
+use crate::{memory_kib, spawn_env};
 
 const DOMAIN: &str = "bench.example";
 const FROM: &str = "benchsend@bench.example";
@@ -110,7 +110,10 @@ pub async fn run(opts: Options) -> io::Result<()> {
             .map(|m| m.raw.clone())
             .ok_or_else(|| io::Error::other(format!("no {name} test mail")))
     };
-    let encrypted = Message::new(&rules::grow(&template("encrypted-v4-seipdv1")?, opts.size)?);
+    let encrypted = Message::new(
+        &chatmail_e2ee::testmail::grow(&template("encrypted-v4-seipdv1")?, opts.size)
+            .map_err(io::Error::other)?,
+    );
     let mut clear = template("cleartext")?;
     let line = b"Lorem ipsum dolor sit amet consectetur adipiscing elit sed do\r\n";
     while clear.len() + line.len() <= opts.size {
