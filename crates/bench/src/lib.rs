@@ -199,21 +199,30 @@ async fn spawn(
     ini: Option<&Path>,
     log: Option<&Path>,
 ) -> io::Result<Child> {
-    spawn_env(exe, args, sock, ini, log, &[]).await
+    spawn_with(Command::new(exe), args, sock, ini, log).await
 }
 
-/// [`spawn`] with these environment variables set (as its systemd unit
-/// sets them).
-async fn spawn_env(
+/// [`spawn`] with an empty environment (but for `RUST_LOG`): what the
+/// daemon does must not depend on what the caller's environment holds.
+async fn spawn_bare(
     exe: &Path,
     args: &[&str],
     sock: &Path,
     ini: Option<&Path>,
     log: Option<&Path>,
-    env: &[(&str, &str)],
 ) -> io::Result<Child> {
     let mut cmd = Command::new(exe);
-    cmd.envs(env.iter().copied());
+    cmd.env_clear();
+    spawn_with(cmd, args, sock, ini, log).await
+}
+
+async fn spawn_with(
+    mut cmd: Command,
+    args: &[&str],
+    sock: &Path,
+    ini: Option<&Path>,
+    log: Option<&Path>,
+) -> io::Result<Child> {
     cmd.args(args)
         .arg("--listen")
         .arg(format!("unix:{}", sock.display()))

@@ -54,10 +54,6 @@ enum Target {
         /// Bytes per message.
         #[arg(long, default_value_t = 10_000_000)]
         size: usize,
-        /// Start the milter with no environment at all, instead of the
-        /// environment its systemd unit gives it.
-        #[arg(long)]
-        bare: bool,
     },
     /// The raw Unix-socket line echo server the dict and metadata
     /// benchmarks measure their ceiling with.
@@ -134,16 +130,11 @@ async fn dispatch(cli: Cli) -> std::io::Result<()> {
             })
             .await
         }
-        Target::Milter {
-            connections,
-            size,
-            bare,
-        } => {
+        Target::Milter { connections, size } => {
             chatmail_bench::milter::run(chatmail_bench::milter::Options {
                 exe: chatmail,
                 connections,
                 size,
-                bare,
             })
             .await
         }

@@ -17,8 +17,9 @@
 //! that stores nothing and accepts everything (the protocol and socket cost
 //! alone); the peak RSS against the 128 MiB the daemon is meant to stay
 //! under, and against its idle RSS measured in the same run. The daemon
-//! gets the environment its systemd unit gives it (a fixed glibc mmap
-//! threshold; docs/milter-memory.md has the figures without it).
+//! starts with an empty environment: its memory bound must hold however it
+//! is started (docs/milter-memory.md). [`load`] is one such row on its
+//! own, for tests.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use hyper::body::Bytes;
 use indymilter::{Callbacks, Status as MilterStatus};
 use indymilter_test::{MacroStage, Status, TestConnection};
 
-use crate::{memory_kib, rules, spawn_env};
+use crate::{memory_kib, spawn_bare};
 
 const DOMAIN: &str = "bench.example";
 const FROM: &str = "benchsend@bench.example";
@@ -37,8 +38,6 @@ const TO: &str = "benchrcpt@bench.example";
 const E2EE: &str = "523 5.7.1 Encryption Needed: Invalid Unencrypted Mail";
 /// What the milter's peak RSS is meant to stay under.
 const RSS_LIMIT_KIB: u64 = 128 * 1024;
-/// The environment systemd/chatmail-milter.service gives the daemon.
-const MILTER_ENV: [(&str, &str); 1] = [("MALLOC_MMAP_THRESHOLD_", "131072")];
 /// Postfix's body chunk size (the milter protocol's 64 KiB).
 const CHUNK: usize = 65535;
 
@@ -51,18 +50,145 @@ pub struct Options {
     pub connections: Vec<usize>,
     /// Bytes per message.
     pub size: usize,
-    /// Start the milter without the unit's environment.
-    pub bare: bool,
 }
 
 /// The decisions of one row.
 #[derive(Debug, Default)]
-struct Row {
-    wall: Duration,
-    accepted: usize,
-    refused: usize,
-    tempfailed: usize,
-    wrong: usize,
+pub struct Row {
+    /// From the first connection to the last decision.
+    pub wall: Duration,
+    /// Encrypted messages accepted, as expected.
+    pub accepted: usize,
+    /// Cleartext messages refused with the 523 reply, as expected.
+    pub refused: usize,
+    /// Temporary failures.
+    pub tempfailed: usize,
+    /// Any other decision.
+    pub wrong: usize,
+}
+
+/// What one load did to the milter.
+#[derive(Debug)]
+pub struct Load {
+    /// Its decisions.
+    pub row: Row,
+    /// RSS (KiB) after one small message each way, before the load.
+    pub idle_kib: u64,
+    /// Peak RSS (KiB) during the load.
+    pub peak_kib: u64,
+}
+
+/// A running `chatmail milter` and the messages to send it.
+struct Rig {
+    /// Holds the config, key, mailboxes and socket.
+    tmp: tempfile::TempDir,
+    milter: tokio::process::Child,
+    pid: u32,
+    sock: PathBuf,
+    /// Half encrypted, half cleartext, of the requested size.
+    messages: Arc<[Message; 2]>,
+    /// The same two, small, to warm the daemon up.
+    small: Arc<[Message; 2]>,
+}
+
+impl Rig {
+    /// Starts the milter of `exe` with an empty environment and makes its
+    /// messages of `size` bytes.
+    async fn start(exe: &Path, size: usize) -> io::Result<Rig> {
+        let tmp = tempfile::tempdir()?;
+        let mailboxes = tmp.path().join("mail");
+        std::fs::create_dir_all(&mailboxes)?;
+        // Submitted mail is DKIM-signed at the end of the message: the key is
+        // part of what the milter does, and of its memory.
+        let key = tmp.path().join("dkim.private");
+        chatmail_dkim::key::create_key(&key, None).map_err(io::Error::other)?;
+        let ini = tmp.path().join("chatmail.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\ndkim_key_file = {}\n",
+                mailboxes.display(),
+                key.display()
+            ),
+        )?;
+        let sock = tmp.path().join("milter.socket");
+        let log = tmp.path().join("milter.log");
+        let milter = spawn_bare(exe, &["milter"], &sock, Some(&ini), Some(&log)).await?;
+        let pid = milter.id().unwrap_or(0);
+
+        let mails =
+            chatmail_e2ee::testmail::generate(FROM, &[TO.to_owned()]).map_err(io::Error::other)?;
+        let template = |name: &str| {
+            mails
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.raw.clone())
+                .ok_or_else(|| io::Error::other(format!("no {name} test mail")))
+        };
+        let encrypted = Message::new(
+            &chatmail_e2ee::testmail::grow(&template("encrypted-v4-seipdv1")?, size)
+                .map_err(io::Error::other)?,
+        );
+        let mut clear = template("cleartext")?;
+        let line = b"Lorem ipsum dolor sit amet consectetur adipiscing elit sed do\r\n";
+        while clear.len() + line.len() <= size {
+            clear.extend_from_slice(line);
+        }
+        let clear = Message::new(&clear);
+        let small = Arc::new([
+            Message::new(&template("encrypted-v4-seipdv1")?),
+            Message::new(&template("cleartext")?),
+        ]);
+        Ok(Rig {
+            tmp,
+            milter,
+            pid,
+            sock,
+            messages: Arc::new([encrypted, clear]),
+            small,
+        })
+    }
+
+    /// One small message each way; then the idle RSS (KiB).
+    async fn warm_up(&self) -> io::Result<u64> {
+        let warm = drive(&self.sock, 2, &self.small, true).await?;
+        if warm.accepted + warm.refused != 2 {
+            return Err(io::Error::other(format!(
+                "small messages not decided as expected: {warm:?}"
+            )));
+        }
+        Ok(memory_kib(self.pid).0)
+    }
+
+    /// `n` messages at once; the decisions and the peak RSS (KiB).
+    async fn row(&self, n: usize, declare: bool) -> io::Result<(Row, u64)> {
+        reset_peak(self.pid);
+        let row = drive(&self.sock, n, &self.messages, declare).await?;
+        Ok((row, memory_kib(self.pid).1))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.milter.kill().await;
+        drop(self.tmp);
+    }
+}
+
+/// Starts the milter of `exe` with an empty environment and sends it
+/// `connections` messages of `size` bytes at once, half encrypted and half
+/// cleartext, with `SIZE=` when `declare`: its decisions and memory.
+///
+/// # Errors
+/// When the milter cannot be started or a connection fails.
+pub async fn load(exe: &Path, connections: usize, size: usize, declare: bool) -> io::Result<Load> {
+    let rig = Rig::start(exe, size).await?;
+    let idle_kib = rig.warm_up().await?;
+    let (row, peak_kib) = rig.row(connections, declare).await?;
+    rig.stop().await;
+    Ok(Load {
+        row,
+        idle_kib,
+        peak_kib,
+    })
 }
 
 /// Runs the milter benchmark and prints its table.
@@ -70,67 +196,11 @@ struct Row {
 /// # Errors
 /// When the milter cannot be started or a connection fails.
 pub async fn run(opts: Options) -> io::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let mailboxes = tmp.path().join("mail");
-    std::fs::create_dir_all(&mailboxes)?;
-    // Submitted mail is DKIM-signed at the end of the message: the key is
-    // part of what the milter does, and of its memory.
-    let key = tmp.path().join("dkim.private");
-    chatmail_dkim::key::create_key(&key, None).map_err(io::Error::other)?;
-    let ini = tmp.path().join("chatmail.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[params]\nmail_domain = {DOMAIN}\nmailboxes_dir = {}\ndkim_key_file = {}\n",
-            mailboxes.display(),
-            key.display()
-        ),
-    )?;
-    let sock = tmp.path().join("milter.socket");
-    let log = tmp.path().join("milter.log");
-    let mut milter = spawn_env(
-        &opts.exe,
-        &["milter"],
-        &sock,
-        Some(&ini),
-        Some(&log),
-        if opts.bare { &[] } else { &MILTER_ENV },
-    )
-    .await?;
-    let pid = milter.id().unwrap_or(0);
-    let ceiling_sock = tmp.path().join("ceiling.socket");
+    let rig = Rig::start(&opts.exe, opts.size).await?;
+    let ceiling_sock = rig.tmp.path().join("ceiling.socket");
     let ceiling = tokio::spawn(ceiling_server(ceiling_sock.clone()));
-
-    let mails =
-        chatmail_e2ee::testmail::generate(FROM, &[TO.to_owned()]).map_err(io::Error::other)?;
-    let template = |name: &str| {
-        mails
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.raw.clone())
-            .ok_or_else(|| io::Error::other(format!("no {name} test mail")))
-    };
-    let encrypted = Message::new(&rules::grow(&template("encrypted-v4-seipdv1")?, opts.size)?);
-    let mut clear = template("cleartext")?;
-    let line = b"Lorem ipsum dolor sit amet consectetur adipiscing elit sed do\r\n";
-    while clear.len() + line.len() <= opts.size {
-        clear.extend_from_slice(line);
-    }
-    let clear = Message::new(&clear);
-    let messages = Arc::new([encrypted, clear]);
-
-    // Idle, after one small message each way.
-    let small = Arc::new([
-        Message::new(&template("encrypted-v4-seipdv1")?),
-        Message::new(&template("cleartext")?),
-    ]);
-    let warm = drive(&sock, 2, &small, true).await?;
-    if warm.accepted + warm.refused != 2 {
-        return Err(io::Error::other(format!(
-            "small messages not decided as expected: {warm:?}"
-        )));
-    }
-    let (idle_kib, _) = memory_kib(pid);
+    let messages = Arc::clone(&rig.messages);
+    let idle_kib = rig.warm_up().await?;
     println!(
         "chatmail-bench milter: {} cores, {} bytes per message (half encrypted, half cleartext), \
          max_message_size 31457280, {}",
@@ -139,15 +209,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
         opts.exe.display()
     );
     println!(
-        "chatmail milter environment: {}; idle RSS {:.1} MiB",
-        if opts.bare {
-            "none (--bare)".to_owned()
-        } else {
-            format!(
-                "{} (as its systemd unit)",
-                MILTER_ENV.map(|(k, v)| format!("{k}={v}")).join(" ")
-            )
-        },
+        "chatmail milter environment: empty; idle RSS {:.1} MiB",
         kib_mib(idle_kib)
     );
     println!(
@@ -167,9 +229,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
     for &n in &opts.connections {
         for declare in [true, false] {
             let floor = drive(&ceiling_sock, n, &messages, declare).await?;
-            reset_peak(pid);
-            let row = drive(&sock, n, &messages, declare).await?;
-            let (_, peak_kib) = memory_kib(pid);
+            let (row, peak_kib) = rig.row(n, declare).await?;
             println!(
                 "{n:>5} {:>6} {:>9.2} {:>9.2} {:>7.2} {:>7} {:>6} {:>6} {:>11.1} {:>9.2} {:>9.1}",
                 if declare { "yes" } else { "no" },
@@ -196,7 +256,7 @@ pub async fn run(opts: Options) -> io::Result<()> {
          expected: the encrypted half accepted, the cleartext half refused with 523"
     );
     ceiling.abort();
-    let _ = milter.kill().await;
+    rig.stop().await;
     Ok(())
 }
 

@@ -8,21 +8,19 @@
 //!
 //! The inputs are real OpenPGP/MIME messages from the `testmail` generator
 //! (PKESKs for two v4 keys + SEIPDv1) whose SEIPD body is grown with
-//! pseudo-random bytes: the rules only walk packet headers, so a valid
-//! packet structure with a big SEIPD body is what a big real message looks
-//! like to them.
+//! pseudo-random bytes by `testmail::grow`: the rules only walk packet
+//! headers, so a valid packet structure with a big SEIPD body is what a big
+//! real message looks like to them.
 
 use std::hint::black_box;
 use std::io;
 use std::time::{Duration, Instant};
 
-use chatmail_e2ee::testmail::{self, Crc};
-use chatmail_e2ee::{AcceptReason, Direction, Envelope, Passthrough, Verdict, armor, packets};
+use chatmail_e2ee::testmail;
+use chatmail_e2ee::{AcceptReason, Direction, Envelope, Passthrough, Verdict};
 
 const FROM: &str = "benchsend@bench.example";
 const TO: &str = "benchrcpt@bench.example";
-const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
-const END: &[u8] = b"-----END PGP MESSAGE-----\r\n";
 
 /// Measures `check_outgoing` for `seconds` per row on messages of about
 /// 5 kB and 1 MB and prints the table.
@@ -54,7 +52,7 @@ pub fn run(seconds: f64) -> io::Result<()> {
         auth_login: Some(FROM),
     };
     for target in [5_000, 1_000_000] {
-        let raw = grow(&template.raw, target)?;
+        let raw = testmail::grow(&template.raw, target).map_err(io::Error::other)?;
         let verdict = chatmail_e2ee::check_outgoing(&env, &raw, &Passthrough::NONE);
         if verdict != Verdict::Accept(AcceptReason::Encrypted) {
             return Err(io::Error::other(format!(
@@ -135,56 +133,6 @@ fn rate(duration: Duration, mut f: impl FnMut()) -> f64 {
         }
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// `template` with the SEIPD packet in its armor replaced by one whose body
-/// is grown (or shrunk) so that the whole message is about `target` bytes.
-///
-/// # Errors
-/// When `template` holds no armored SEIPD packet.
-pub fn grow(template: &[u8], target: usize) -> io::Result<Vec<u8>> {
-    let bad = || io::Error::other("template has no armored payload");
-    let begin = find(template, BEGIN).ok_or_else(bad)?;
-    let end = find(&template[begin..], END).ok_or_else(bad)? + begin + END.len();
-    let data = armor::dearmor(&template[begin..end], false).map_err(io::Error::other)?;
-    let found = packets::split(&data).map_err(io::Error::other)?;
-    let (seipd, esks) = found.split_last().ok_or_else(bad)?;
-    if seipd.tag != packets::TAG_SEIPD {
-        return Err(bad());
-    }
-    let esk_bytes: Vec<u8> = esks
-        .iter()
-        .flat_map(|p| data[p.range.clone()].iter().copied())
-        .collect();
-    let build = |body_len: usize| {
-        let mut body = vec![1u8]; // SEIPD version 1
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        body.extend((0..body_len).map(|_| {
-            // xorshift64: incompressible, like ciphertext.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        }));
-        let mut bin = esk_bytes.clone();
-        bin.extend(testmail::packet(packets::TAG_SEIPD, &body));
-        let mut out = template[..begin].to_vec();
-        out.extend_from_slice(testmail::armor(&bin, &[], Crc::Correct).as_bytes());
-        out.extend_from_slice(&template[end..]);
-        out
-    };
-    // Armor costs 4/3 for base64 and 66/64 for CRLF line ends; one
-    // correction step lands within a few bytes.
-    let mut body_len = target.saturating_sub(template.len() - (end - begin)) * 3 / 4 * 64 / 66;
-    body_len = body_len.saturating_sub(esk_bytes.len());
-    let first = build(body_len);
-    let diff = target as i64 - first.len() as i64;
-    body_len = (body_len as i64 + diff * 3 / 4 * 64 / 66).max(1) as usize;
-    Ok(build(body_len))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Decodes every base64 alphabet character of `input` into `out`, skipping

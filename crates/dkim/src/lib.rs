@@ -2,12 +2,14 @@
 //! ([`sign`]), strictly aligned verification of everything that arrives
 //! ([`verify`]), the key file ([`key`]) and the DNS records a relay needs
 //! ([`zone`]). The design, what is signed and the failure classes are in
-//! `docs/dkim.md`.
+//! `docs/dkim.md`. With the feature `offline`, `offline` verifies against
+//! key records given in place of DNS, for tests and benchmarks only.
 //!
 //! Builds on `e2ee` (its reply type) only; must not depend on the milter or any
 //! daemon crate (docs/design.md, "Crates").
 
 pub mod key;
+#[cfg(feature = "offline")]
 pub mod offline;
 pub mod sign;
 pub mod verify;

@@ -11,7 +11,8 @@
 //! (OpenPGP packet framing, RFC 9580 section 4), [`mime`] (the MIME shapes),
 //! [`structure`] (a strict second reading of the MIME structure), and
 //! with the `testmail` feature, `testmail` (a generator of real
-//! encrypted and hostile test messages).
+//! encrypted and hostile test messages, and of encrypted messages of any
+//! size).
 //!
 //! Depends on nothing of ours: the milter, the DKIM crate and the metrics
 //! build on its verdicts. `sequoia-openpgp` is an optional dependency, only

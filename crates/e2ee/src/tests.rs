@@ -458,39 +458,3 @@ fn generated_cases() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
-
-/// The generated encrypted mail really has the packet shapes it claims.
-#[cfg(feature = "testmail")]
-#[test]
-fn generated_packet_shapes() {
-    use crate::packets::{Format, TAG_PKESK, TAG_SEIPD, split};
-    use crate::testmail::generate;
-    let to = rcpts(&[BOB]);
-    let mails = generate(ME, &to).unwrap();
-    let payload = |name: &str| {
-        let m = mails.iter().find(|m| m.name == name).unwrap();
-        let msg = parse(&m.raw).unwrap();
-        let part = &msg.parts[2];
-        let data = armor::dearmor(part.contents(), true).unwrap();
-        split(&data).unwrap()
-    };
-    let v1 = payload("encrypted-v4-seipdv1");
-    assert_eq!(v1.iter().filter(|p| p.tag == TAG_PKESK).count(), 2);
-    assert_eq!(v1.last().unwrap().first_body_octet, Some(1));
-    assert!(v1.iter().all(|p| p.format == Format::OpenPgp));
-    let v2 = payload("encrypted-v4-seipdv2");
-    assert_eq!(v2.last().unwrap().first_body_octet, Some(2));
-    let v6 = payload("encrypted-v6-seipdv2");
-    assert_eq!(v6.last().unwrap().tag, TAG_SEIPD);
-    assert_eq!(v6.last().unwrap().first_body_octet, Some(2));
-    // PKESK v6 for the v6 keys.
-    assert!(
-        v6.iter()
-            .filter(|p| p.tag == TAG_PKESK)
-            .all(|p| p.first_body_octet == Some(6))
-    );
-    let legacy = payload("encrypted-legacy-pkesk-headers");
-    let esks: Vec<_> = legacy.iter().filter(|p| p.tag == TAG_PKESK).collect();
-    assert_eq!(esks.len(), 2);
-    assert!(esks.iter().all(|p| p.format == Format::Legacy));
-}

@@ -264,7 +264,7 @@ pub fn tempfailed(reply: &str) -> Status {
 
 /// An encrypted test mail grown to about `size` bytes (a longer SEIPD).
 pub fn encrypted_of_size(size: usize) -> Vec<u8> {
-    chatmail_bench::rules::grow(&testmail("encrypted-v4-seipdv1"), size).unwrap()
+    chatmail_e2ee::testmail::grow(&testmail("encrypted-v4-seipdv1"), size).unwrap()
 }
 
 /// The cleartext test mail padded with plain text lines to about `size`
