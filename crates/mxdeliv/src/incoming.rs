@@ -366,7 +366,11 @@ impl State {
             seen += chunk.len() as u64;
             if seen > self.opts.max_message_size {
                 // Dropping the connection before the final dot discards
-                // the transaction in Postfix.
+                // the transaction in Postfix. The rest of the body is read
+                // and thrown away, so that nginx, still sending it, gets
+                // the answer rather than a closed connection.
+                drop(smtp);
+                drain(&mut body, self.opts.max_message_size).await;
                 return Err(Injection::TooBig);
             }
             out.clear();
@@ -380,6 +384,24 @@ impl State {
         let _ = smtp.command("QUIT").await;
         Ok(Answer::from_reply(&reply))
     }
+}
+
+/// Reads and discards what is left of `body`, for at most [`STEP_TIMEOUT`]
+/// and `limit` more bytes.
+async fn drain(body: &mut Incoming, limit: u64) {
+    let mut left = limit;
+    let _ = tokio::time::timeout(STEP_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(chunk) = frame.into_data() {
+                let n = chunk.len() as u64;
+                if n > left {
+                    return;
+                }
+                left -= n;
+            }
+        }
+    })
+    .await;
 }
 
 enum Injection {
