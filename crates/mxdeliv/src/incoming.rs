@@ -42,6 +42,9 @@ pub const HEADER_CLIENT: &str = "x-real-ip";
 /// which takes a port of 0 for mail Postfix made itself: it must be there.
 pub const HEADER_CLIENT_PORT: &str = "x-real-port";
 
+/// The most connections from nginx at once (it keeps some alive).
+const MAX_CONNECTIONS: usize = 256;
+
 /// How long Postfix and the client each get for one step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -76,22 +79,9 @@ pub async fn run(
         slots: Semaphore::new(opts.max_concurrent),
         opts,
     });
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            s = listener.accept() => s,
-        };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let serve = move |stream, _stop| {
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(state.handle(req).await) }
@@ -103,8 +93,10 @@ pub async fn run(
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
             }
-        });
-    }
+        }
+    };
+    chatmail_net::serve_connections(listener, "mxdeliv", MAX_CONNECTIONS, shutdown, serve).await;
+    Ok(())
 }
 
 struct State {

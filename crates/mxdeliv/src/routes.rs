@@ -267,40 +267,29 @@ pub async fn serve_map(
     memory: Arc<Memory>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    tokio::pin!(shutdown);
-    let mut next_id: u64 = 1 << 32;
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            s = listener.accept() => s,
-        };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1 << 32));
+    let serve = move |stream: Stream, _stop| {
         // A Postfix process is known by its pid: its TLS policy and status
         // lookups may come over separate connections.
-        let who = match &stream {
-            Stream::Unix(s) => s
-                .peer_cred()
-                .ok()
-                .and_then(|c| c.pid())
-                .map_or(next_id, |p| p as u64),
-            Stream::Tcp(_) => next_id,
+        let pid = match &stream {
+            Stream::Unix(s) => s.peer_cred().ok().and_then(|c| c.pid()),
+            Stream::Tcp(_) => None,
         };
-        next_id += 1;
+        let who = pid.map_or_else(
+            || next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            |p| p as u64,
+        );
         let memory = Arc::clone(&memory);
-        tokio::spawn(async move {
+        async move {
             if let Err(e) = map_connection(stream, &memory, who).await {
                 tracing::debug!("socketmap connection: {e}");
             }
             memory.tables().asking.remove(&who);
-        });
-    }
+        }
+    };
+    // Each Postfix process that asks keeps its connection.
+    chatmail_net::serve_connections(listener, "socketmap", 512, shutdown, serve).await;
+    Ok(())
 }
 
 async fn map_connection(stream: Stream, memory: &Memory, who: u64) -> Result<(), wire::WireError> {

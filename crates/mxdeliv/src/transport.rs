@@ -63,31 +63,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let clients = Arc::new(Clients::new()?);
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            s = listener.accept() => s,
-        };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let serve = move |stream, _stop| {
         let agent = Agent {
             memory: Arc::clone(&memory),
             opts: opts.clone(),
             clients: Arc::clone(&clients),
         };
-        tokio::spawn(async move {
+        async move {
             if let Err(e) = agent.session(stream).await {
                 tracing::debug!("LMTP session: {e}");
             }
-        });
-    }
+        }
+    };
+    // Postfix runs at most 50 `chatmail-https` processes (master.cf).
+    chatmail_net::serve_connections(listener, "transport", 128, shutdown, serve).await;
+    Ok(())
 }
 
 /// Two HTTPS clients: one verifying certificates, one for test relays
