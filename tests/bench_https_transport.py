@@ -2,15 +2,30 @@
 against SMTP on port 25, between sandbox relays.
 
 Starts three relays as tests/test_https_transport.py does (unbound serving
-their DKIM keys): A reaches B over HTTPS only, and C over SMTP only (A's
-peer entry for C names no HTTPS address, so no HTTPS try is made). Then:
+their DKIM keys): A reaches B over HTTPS only, and C over SMTP (A's peer
+entry for C names an HTTPS address that is a closed port: the HTTPS try is
+refused at once). Then:
 
 1. Latency: a logged-in SMTP submission session at A sends to an account
-   at B (HTTPS) and to one at C (SMTP), the two channels taking turns
-   message by message so both see the same machine load; each message is
-   timed from MAIL FROM to its file appearing in the recipient's Maildir
-   (polled every 2 ms). Both channels pass A's transport service; for C it
-   hands the message back to Postfix's SMTP client.
+   at B (HTTPS) and to accounts at C, the channels taking turns message by
+   message so all see the same machine load; each message is timed from
+   MAIL FROM to its file appearing in the recipient's Maildir (polled
+   every 2 ms). All channels pass A's transport service; for C it hands
+   the message back to Postfix's SMTP client. Three channels:
+   - HTTPS: A -> B, POST /mxdeliv.
+   - fallback: A -> C with an HTTPS try first, refused, then SMTP in the
+     same delivery attempt. After one delivery over SMTP, A's transport
+     takes C as "SMTP only" for 30 minutes and makes no HTTPS try; it
+     keeps that in memory only, so each fallback sample starts by killing
+     A's transport (SIGKILL: the sandbox starts it again, as systemd
+     does), waiting until both its sockets answer, then sending one
+     message to B that is not timed (the new process's first delivery,
+     which sets up what a fresh process sets up once).
+   - SMTP: A -> C once C is "SMTP only": no HTTPS try.
+   The extra delay of a fallback is each fallback sample minus the SMTP
+   channel's median (also shown: minus the SMTP sample of its round): a
+   fallback to SMTP must not wait for a queue retry. A's transport.log is checked: every fallback
+   message logged a refused HTTPS try, every SMTP one "SMTP only for now".
 2. Throughput: messages from A's user, DKIM-signed with A's key, POSTed to
    B's /mxdeliv (one keep-alive TLS connection per worker), and the same
    messages sent to B's port 25 (STARTTLS, one SMTP session per worker), at
@@ -23,35 +38,44 @@ peer entry for C names no HTTPS address, so no HTTPS try is made). Then:
    `chatmail milter`'s for comparison.
 
     CHATMAIL_BIN=$PWD/target/debug/chatmail .venv/bin/python tests/bench_https_transport.py \\
-        [--count 40] [--window 10] [--big-count 40] [--big-extra 10000000] [--quick]
+        [--count 40] [--fallback-count 15] [--window 10] [--big-count 40] \\
+        [--big-extra 10000000] [--quick]
 
-`--quick`: 10 messages per channel, 3 s windows, 10 large POSTs. The
-client is Python (threads, one process): at 10 connections it competes with
-the relays for the machine's cores, the same way for both channels.
+`--quick`: 10 messages per channel (5 fallbacks), 3 s windows, 10 large
+POSTs. The client is Python (threads, one process): at 10 connections it
+competes with the relays for the machine's cores, the same way for both
+channels.
 
 The large message of phase 3 is made with `--big-extra` bytes of payload:
 base64 makes the default 10 MB a 13.8 MB message on the wire
 (`--big-extra 7300000` for 10 MB on the wire).
 
 Figures of one run with the defaults (debug build, 2 cores shared with
-compilers, load average 6 to 8; 395 s, of which 220 s phase 3):
+compilers, load average 4 to 6; 244 s, of which 120 s phase 3):
 
     latency, submission at A -> Maildir      median     p90     max
-      HTTPS  A -> B, 40 messages            120.9ms  167.7ms  231.6ms
-      SMTP   A -> C, 40 messages            130.5ms  197.3ms  272.0ms
-      ratio HTTPS/SMTP of medians              0.93
+      HTTPS    A -> B, 40 messages           97.6ms  105.1ms  121.4ms
+      SMTP     A -> C, 40 messages          100.8ms  106.2ms  131.6ms
+      fallback A -> C, 15 messages          103.2ms  111.2ms  122.4ms
+      ratio HTTPS/SMTP of medians              0.97
+      fallback - SMTP median                  2.4ms   10.4ms   21.5ms
+      fallback - SMTP sample of its round     0.5ms   19.1ms   24.0ms
     throughput at B, messages/s              HTTPS    SMTP   ratio
-      1 connection, 10 s                      51.2    48.0    1.07
-      10 connections, 10 s                    57.1    50.5    1.13
+      1 connection, 10 s                      52.1    71.6    0.73
+      10 connections, 10 s                    79.5    87.1    0.91
     40 concurrent 13.8 MB POSTs (all 200)
-      mxdeliv VmHWM / limit                 46.7MB / 64 MB = 0.73
-      milter VmHWM (for comparison)        171.1MB
+      mxdeliv VmHWM / limit                 53.5MB / 64 MB = 0.84
+      milter VmHWM (for comparison)         62.6MB
+
+A fallback costs the refused connection and nothing more: no queue retry
+(Postfix's first would come minutes later).
 """
 
 import argparse
 import http.client
 import os
 import re
+import signal
 import smtplib
 import socket
 import ssl
@@ -93,7 +117,8 @@ def closed_port():
 
 class Network:
     """A, B and C: A -> B over HTTPS only (B's port 25 seen from A is a
-    closed port), A -> C over SMTP only (no https= in A's peer entry)."""
+    closed port), A -> C over SMTP after an HTTPS try that is refused at
+    once (C's HTTPS seen from A is a closed port)."""
 
     def __init__(self):
         self.dns_port = dns_server.free_port()
@@ -106,6 +131,7 @@ class Network:
         base_a, base_b, base_c = bases
         https = lambda base: f"127.0.0.1:{base + 6}"  # noqa: E731
         self.dead = closed_port()
+        self.dead_https = closed_port()
         self.started = []
         self.dns = None
         try:
@@ -116,7 +142,7 @@ class Network:
                 [
                     "--port-base", str(base_a),
                     "--peer", f"{B}=127.0.0.1:{self.dead},https={https(base_b)}",
-                    "--peer", f"{C}=127.0.0.1:{base_c}",
+                    "--peer", f"{C}=127.0.0.1:{base_c},https=127.0.0.1:{self.dead_https}",
                 ],
             )
             peer_a = ["--peer", f"{A}=127.0.0.1:{base_a},https={https(base_a)}"]
@@ -202,28 +228,97 @@ def stats(ms):
 # --- 1. latency -------------------------------------------------------------
 
 
-def latency(net, a_user, routes, count, warmup=2):
+def transport_pids(relay):
+    return subprocess.run(
+        ["pgrep", "-f", f"chatmail transport --config {relay.info['config']}"],
+        capture_output=True, text=True,
+    ).stdout.split()
+
+
+def unix_answers(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def restart_transport(relay, timeout=30):
+    """Kills `relay`'s `chatmail transport` (SIGKILL: the sandbox starts it
+    again) and waits until the new process answers on its LMTP socket and
+    its socketmap; the seconds that took."""
+    t0 = time.perf_counter()
+    [old] = transport_pids(relay)
+    os.kill(int(old), signal.SIGKILL)
+    while True:
+        assert time.perf_counter() - t0 < timeout, f"{relay.domain}: transport not back in {timeout} s"
+        pids = transport_pids(relay)
+        if len(pids) == 1 and pids != [old]:
+            try:
+                cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode().split("\0")
+            except FileNotFoundError:
+                continue
+            paths = [relay.info["sockets"]["transport"]] + [
+                a.removeprefix("--map-listen=unix:") for a in cmdline if a.startswith("--map-listen=unix:")
+            ]
+            if len(paths) == 2 and all(unix_answers(p) for p in paths):
+                return time.perf_counter() - t0
+        time.sleep(0.01)
+
+
+def is_fallback_round(i, count, fallback_count):
+    """Spreads `fallback_count` fallback samples evenly over `count` rounds."""
+    return (i + 1) * fallback_count // count > i * fallback_count // count
+
+
+def latency(net, a_user, routes, fallback, count, fallback_count, warmup=2):
     """{channel: [ms]}: submission at A -> file in the recipient's Maildir,
     channels taking turns message by message. `routes`: [(channel, relay,
-    recipient, template)]."""
+    recipient, template)], one message each per round. `fallback`:
+    (channel, relay, recipient, template, (warm-up relay, recipient,
+    template)): in the rounds chosen by is_fallback_round (and the first
+    warm-up round) A's transport is restarted, the untimed warm-up message
+    sent, then this channel's message, before the routes'. Also returns
+    the restart times in seconds and the rounds of the fallback samples."""
+    fb_name, fb_relay, fb_rcpt, fb_template, (w_relay, w_rcpt, w_template) = fallback
     results = {name: [] for name, *_ in routes}
+    results[fb_name] = []
+    restarts, rounds = [], []
     smtp = net.a.submission()
     smtp.login(a_user, PASSWORD)
+
+    def send(relay, rcpt, template, tag):
+        raw = with_message_id(template, tag)
+        before = maildir_count(relay, rcpt)
+        t0 = time.perf_counter()
+        smtp.sendmail(a_user, [rcpt], raw)
+        wait_maildir(relay, rcpt, before + 1, timeout=60)
+        return (time.perf_counter() - t0) * 1000
+
+    def record(name, i, ms):
+        if i >= 0:
+            results[name].append(ms)
+            print(f"latency {name:8} {i:3d} {ms:8.1f} ms", flush=True)
+
     try:
         for i in range(-warmup, count):
-            for name, relay, rcpt, template in routes:
-                raw = with_message_id(template, f"lat{i}")
-                before = maildir_count(relay, rcpt)
-                t0 = time.perf_counter()
-                smtp.sendmail(a_user, [rcpt], raw)
-                wait_maildir(relay, rcpt, before + 1, timeout=60)
-                ms = (time.perf_counter() - t0) * 1000
+            if i == -warmup or (i >= 0 and is_fallback_round(i, count, fallback_count)):
+                restarts.append(restart_transport(net.a))
+                send(w_relay, w_rcpt, w_template, f"warm{i}")
+                record(fb_name, i, send(fb_relay, fb_rcpt, fb_template, f"fb{i}"))
                 if i >= 0:
-                    results[name].append(ms)
-                    print(f"latency {name:5} {i:3d} {ms:8.1f} ms", flush=True)
+                    rounds.append(i)
+            for name, relay, rcpt, template in routes:
+                record(name, i, send(relay, rcpt, template, f"lat{i}"))
     finally:
-        smtp.quit()
-    return results
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+    return results, restarts, rounds
 
 
 # --- 2. throughput ----------------------------------------------------------
@@ -442,16 +537,22 @@ def memory(net, big, sender, rcpts, count):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=40, help="latency: messages per channel")
+    p.add_argument("--fallback-count", type=int, default=None,
+                   help="latency: fallback samples, spread over the rounds (15; 5 with --quick)")
     p.add_argument("--window", type=float, default=10.0, help="throughput: seconds per measurement")
     p.add_argument("--conns", default="1,10", help="throughput: concurrent connections, comma list")
     p.add_argument("--big-count", type=int, default=None,
                    help="memory: concurrent large POSTs (40; 10 with --quick)")
     p.add_argument("--big-extra", type=int, default=10_000_000,
                    help="memory: bytes added to the encrypted payload (base64 on the wire: 4/3 of it)")
-    p.add_argument("--quick", action="store_true", help="10 messages per channel, 3 s windows, 10 large POSTs")
+    p.add_argument("--quick", action="store_true",
+                   help="10 messages per channel (5 fallbacks), 3 s windows, 10 large POSTs")
     args = p.parse_args()
     if args.quick:
         args.count, args.window = 10, 3.0
+    if args.fallback_count is None:
+        args.fallback_count = 5 if args.quick else 15
+    args.fallback_count = min(args.fallback_count, args.count)
     if args.big_count is None:
         args.big_count = 10 if args.quick else 40
     conns_list = [int(c) for c in args.conns.split(",")]
@@ -462,6 +563,7 @@ def main():
     # machine, so its three runs go side by side with the relays' start.
     fresh = lambda domain: f"{uuid.uuid4().hex[:9]}@{domain}"  # noqa: E731
     a_user, b_user, c_user, b_tp = fresh(A), fresh(B), fresh(C), fresh(B)
+    c_fb, b_warm = fresh(C), fresh(B)
     b_big = [fresh(B) for _ in range(4)]
     try:
         with ThreadPoolExecutor(3) as pool:
@@ -470,19 +572,37 @@ def main():
             f_big = pool.submit(grown_encrypted_message, a_user, b_big[0], args.big_extra)
             net = Network()
             tmpl_b, tmpl_c, big_raw = f_b.result(), f_c.result(), f_big.result()
-        for relay, addr in [(net.a, a_user), (net.b, b_user), (net.c, c_user), (net.b, b_tp)] + [
+        for relay, addr in [(net.a, a_user), (net.b, b_user), (net.c, c_user), (net.b, b_tp),
+                            (net.c, c_fb), (net.b, b_warm)] + [
             (net.b, r) for r in b_big
         ]:
             relay.imap_login(addr, PASSWORD).logout()
         print(f"relays up and messages made in {time.perf_counter() - t_start:.0f} s", flush=True)
 
-        # 1. Latency.
-        routes = [("HTTPS", net.b, b_user, tmpl_b), ("SMTP", net.c, c_user, tmpl_c)]
-        lat = latency(net, a_user, routes, args.count)
-        over_https = len(re.findall(rf"to={re.escape(b_user)}: delivered over HTTPS", log(net.a, "transport")))
+        # 1. Latency. The fallback and warm-up messages are those of the
+        # other channels to other recipients (To: changed, as for phase 2).
+        to = lambda tmpl, old, new: tmpl.replace(f"<{old}>".encode(), f"<{new}>".encode())  # noqa: E731
+        routes = [("SMTP", net.c, c_user, tmpl_c), ("HTTPS", net.b, b_user, tmpl_b)]
+        fallback = ("fallback", net.c, c_fb, to(tmpl_c, c_user, c_fb), (net.b, b_warm, to(tmpl_b, b_user, b_warm)))
+        lat, restarts, fb_rounds = latency(net, a_user, routes, fallback, args.count, args.fallback_count)
+        a_log = log(net.a, "transport")
+        over_https = len(re.findall(rf"to={re.escape(b_user)}: delivered over HTTPS", a_log))
         c_posts = log(net.c, "nginx-access").count("/mxdeliv")
+        why = lambda rcpt: re.findall(  # noqa: E731
+            rf"to={re.escape(rcpt)}: not over HTTPS \((.*)\), to Postfix's SMTP client: 250", a_log
+        )
+        fb_why, smtp_why = why(c_fb), why(c_user)
+        fb_refused = sum(1 for w in fb_why if str(net.dead_https) in w and "onnect" in w)
+        smtp_only = sum(1 for w in smtp_why if w == "SMTP only for now")
         print(f"checks: {over_https} messages to B delivered over HTTPS (A's transport.log); "
               f"{c_posts} requests to C's /mxdeliv", flush=True)
+        print(f"checks: fallback messages with a refused HTTPS try: {fb_refused} of {len(fb_why)} logged "
+              f"(expected {len(lat['fallback']) + 1}, one of them warm-up), e.g. {fb_why[:1]}; "
+              f"SMTP messages 'SMTP only for now': {smtp_only} of {len(smtp_why)} logged "
+              f"(expected {len(lat['SMTP']) + 2}); transport restarts "
+              f"{statistics.median(restarts):.2f} s median, {max(restarts):.2f} s max", flush=True)
+        assert fb_refused == len(fb_why) == len(lat["fallback"]) + 1, fb_why
+        assert smtp_only == len(smtp_why) == len(lat["SMTP"]) + 2, smtp_why
 
         # 2. Throughput. A pool of messages with Message-IDs of their own,
         # signed by A as A's relay signs.
@@ -536,11 +656,24 @@ def main():
         print("=" * 72)
         print(f"{'latency, submission at A -> recipient Maildir':48} {'median':>7} {'p90':>7} {'max':>7}")
         meds = {}
-        for name, desc in (("HTTPS", "HTTPS  A -> B (POST /mxdeliv)"), ("SMTP", "SMTP   A -> C (port 25)")):
+        for name, desc in (
+            ("HTTPS", "HTTPS    A -> B (POST /mxdeliv)"),
+            ("SMTP", "SMTP     A -> C (port 25, SMTP only)"),
+            ("fallback", "fallback A -> C (HTTPS refused, SMTP)"),
+        ):
             med, p90, mx = stats(lat[name])
             meds[name] = med
             print(f"  {desc + f', {len(lat[name])} msgs':46} {med:6.1f}ms {p90:6.1f}ms {mx:6.1f}ms")
         print(f"  {'ratio HTTPS/SMTP of medians':46} {meds['HTTPS'] / meds['SMTP']:7.2f}")
+        extra = [ms - meds["SMTP"] for ms in lat["fallback"]]
+        e_med, e_p90, e_max = stats(extra)
+        print(f"  {'fallback samples - SMTP median':46} {e_med:6.1f}ms {e_p90:6.1f}ms {e_max:6.1f}ms")
+        # The same, against the SMTP sample that followed each fallback
+        # sample (same round, hence the same load).
+        paired = [lat["fallback"][k] - lat["SMTP"][i] for k, i in enumerate(fb_rounds)]
+        p_med, p_p90, p_max = stats(paired)
+        print(f"  {'fallback - SMTP sample of its round':46} {p_med:6.1f}ms {p_p90:6.1f}ms {p_max:6.1f}ms")
+        print(f"  extra delay of the fallback over SMTP: median {e_med:.1f} ms, p90 {e_p90:.1f} ms")
         print(f"{'throughput at B, messages accepted per second':48} {'HTTPS':>7} {'SMTP':>7} {'ratio':>7}")
         for conns in conns_list:
             h, s = tp[("HTTPS", conns)], tp[("SMTP", conns)]
