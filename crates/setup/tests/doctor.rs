@@ -83,6 +83,8 @@ impl Relay {
                         let _ = match daemon {
                             "policy" => policy_stub(stream).await,
                             "milter" => milter_stub(stream).await,
+                            "transport" => lmtp_stub(stream).await,
+                            "mxdeliv" => mxdeliv_stub(stream).await,
                             _ => dict_stub(stream).await,
                         };
                     });
@@ -112,6 +114,25 @@ async fn policy_stub(stream: tokio::net::UnixStream) -> std::io::Result<()> {
     while lines.read_line(&mut line).await? > 0 {
         if line == "\n" {
             lines.get_mut().write_all(b"action=DUNNO\n\n").await?;
+        }
+        line.clear();
+    }
+    Ok(())
+}
+
+/// The LMTP greeting `chatmail transport` opens with.
+async fn lmtp_stub(mut stream: tokio::net::UnixStream) -> std::io::Result<()> {
+    stream.write_all(b"220 chat.example.org LMTP\r\n").await
+}
+
+/// `chatmail mxdeliv`'s answer to anything but a POST.
+async fn mxdeliv_stub(stream: tokio::net::UnixStream) -> std::io::Result<()> {
+    let mut lines = BufReader::new(stream);
+    let mut line = String::new();
+    while lines.read_line(&mut line).await? > 0 {
+        if line == "\r\n" {
+            let answer = "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n";
+            return lines.get_mut().write_all(answer.as_bytes()).await;
         }
         line.clear();
     }
@@ -151,6 +172,8 @@ async fn a_healthy_relay_passes() {
         "socket lastlogin",
         "socket metadata",
         "socket policy",
+        "socket transport",
+        "socket mxdeliv",
         "socket milter",
         "postfix milter",
         "postfix policy",
@@ -174,7 +197,7 @@ async fn a_healthy_relay_passes() {
         text.contains("INFO dns: cannot check DNS (no answer from the resolver"),
         "{text}"
     );
-    assert!(text.contains("all 18 checks passed"), "{text}");
+    assert!(text.contains("all 21 checks passed"), "{text}");
 }
 
 #[tokio::test]
@@ -193,7 +216,7 @@ async fn a_missing_socket_fails_with_the_fix() {
         "{text}"
     );
     assert_eq!(check(&report, "socket auth").status, Status::Ok);
-    assert!(text.contains("1 of 18 checks failed"), "{text}");
+    assert!(text.contains("1 of 21 checks failed"), "{text}");
 }
 
 #[tokio::test]
@@ -237,7 +260,7 @@ async fn daemons_that_never_answer_time_out() {
         assert!(c.detail.ends_with(": no answer within 2 s"), "{text}");
     }
     assert_eq!(check(&report, "socket policy").status, Status::Ok, "{text}");
-    assert!(text.contains("2 of 18 checks failed"), "{text}");
+    assert!(text.contains("2 of 21 checks failed"), "{text}");
     drop(listeners);
 }
 
