@@ -242,34 +242,16 @@ async fn eom(
         }
     };
     chatmail_metrics::milter().decided(direction, verdict.as_ref().ok(), started);
-    match verdict {
-        Ok(Verdict::Accept(reason)) => {
-            tracing::info!(
-                queue_id,
-                sender,
-                ?direction,
-                recipients,
-                size,
-                "accepted: {reason}"
-            );
-            Status::Accept
-        }
-        Ok(Verdict::Reject(reply)) => {
-            tracing::info!(
-                queue_id,
-                sender,
-                ?direction,
-                recipients,
-                size,
-                "rejected: {reply}"
-            );
-            set_reply(&mut cx.reply, reply)
-        }
+    let (outcome, reply) = match verdict {
+        Ok(Verdict::Accept(reason)) => (format!("accepted: {reason}"), None),
+        Ok(Verdict::Reject(reply)) => (format!("rejected: {reply}"), Some(reply)),
         Err(e) => {
             tracing::error!(queue_id, sender, "the check failed: {e}");
-            set_reply(&mut cx.reply, TEMPFAIL)
+            return set_reply(&mut cx.reply, TEMPFAIL);
         }
-    }
+    };
+    tracing::info!(queue_id, sender, ?direction, recipients, size, "{outcome}");
+    reply.map_or(Status::Accept, |reply| set_reply(&mut cx.reply, reply))
 }
 
 /// The encryption verdict on a finished message and, when it accepts, the
