@@ -132,11 +132,7 @@ async fn unless_gone(
 }
 
 /// The answer to a message whose Postfix has gone away; nobody reads it.
-const GONE: Reply = Reply {
-    code: 451,
-    enhanced: "4.3.0",
-    text: "Postfix closed the connection",
-};
+const GONE: Reply = Reply::new(451, "4.3.0", "Postfix closed the connection");
 
 fn conn(data: &mut Option<Conn>) -> &mut Conn {
     data.get_or_insert_with(Conn::default)
