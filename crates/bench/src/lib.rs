@@ -57,8 +57,10 @@ pub async fn run(opts: Options) -> io::Result<()> {
     let ini = write_auth_ini(tmp.path())?;
     let echo_sock = tmp.path().join("echo.socket");
     let auth_sock = tmp.path().join("auth.socket");
-    let mut echo = spawn(&opts.bench, &["echo-server"], &echo_sock, None, None).await?;
-    let mut auth = spawn(&opts.exe, &["auth"], &auth_sock, Some(&ini), None).await?;
+    let bench = Command::new(&opts.bench);
+    let mut echo = spawn(bench, &["echo-server"], &echo_sock, None, None).await?;
+    let daemon = Command::new(&opts.exe);
+    let mut auth = spawn(daemon, &["auth"], &auth_sock, Some(&ini), None).await?;
     let auth_pid = auth.id().unwrap_or(0);
     let secs = Duration::from_secs_f64(opts.seconds);
 
@@ -190,33 +192,9 @@ fn passdb_key(localpart: &str) -> String {
     format!("Lshared/passdb/{PASSWORD}\"{localpart}@{DOMAIN}\t{localpart}@{DOMAIN}\n")
 }
 
-/// Starts `exe args --listen unix:SOCK [--config INI]` with its stderr in
+/// Starts `cmd args --listen unix:SOCK [--config INI]` with its stderr in
 /// `log` (or inherited) and waits until it accepts connections.
 async fn spawn(
-    exe: &Path,
-    args: &[&str],
-    sock: &Path,
-    ini: Option<&Path>,
-    log: Option<&Path>,
-) -> io::Result<Child> {
-    spawn_with(Command::new(exe), args, sock, ini, log).await
-}
-
-/// [`spawn`] with an empty environment (but for `RUST_LOG`): what the
-/// daemon does must not depend on what the caller's environment holds.
-async fn spawn_bare(
-    exe: &Path,
-    args: &[&str],
-    sock: &Path,
-    ini: Option<&Path>,
-    log: Option<&Path>,
-) -> io::Result<Child> {
-    let mut cmd = Command::new(exe);
-    cmd.env_clear();
-    spawn_with(cmd, args, sock, ini, log).await
-}
-
-async fn spawn_with(
     mut cmd: Command,
     args: &[&str],
     sock: &Path,

@@ -31,6 +31,7 @@ use chatmail_push_gateway_stub::Gateway;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::Command;
 
 use crate::{Run, cpu_seconds, memory_kib, print_row, spawn};
 
@@ -129,9 +130,10 @@ pub async fn run(opts: Options) -> io::Result<()> {
     write_ini(&ini, &mailboxes, &gateway.url)?;
     let echo_sock = tmp.path().join("echo.socket");
     let sock = tmp.path().join("metadata.socket");
-    let mut echo = spawn(&opts.bench, &["echo-server"], &echo_sock, None, None).await?;
+    let bench = Command::new(&opts.bench);
+    let mut echo = spawn(bench, &["echo-server"], &echo_sock, None, None).await?;
     let mut daemon = spawn(
-        &opts.exe,
+        Command::new(&opts.exe),
         &["metadata"],
         &sock,
         Some(&ini),
@@ -324,7 +326,7 @@ async fn rss_run(opts: &Options, dir: &Path, store: &Store) -> io::Result<()> {
     )?;
     let sock = dir.join("metadata-2.socket");
     let mut daemon = spawn(
-        &opts.exe,
+        Command::new(&opts.exe),
         &["metadata"],
         &sock,
         Some(&ini),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Child;
+use tokio::process::{Child, Command};
 
 use crate::{Options, Run, measure, passdb_key, print_row, spawn, status_kib, write_auth_ini};
 
@@ -43,8 +43,9 @@ pub async fn run(opts: Options) -> io::Result<()> {
     let on_flag = format!("--metrics-listen=inet:127.0.0.1:{port}");
     let off_sock = tmp.path().join("off.socket");
     let on_sock = tmp.path().join("on.socket");
-    let mut off = spawn(&opts.exe, &["auth"], &off_sock, Some(&ini), None).await?;
-    let mut on = spawn(&opts.exe, &["auth", &on_flag], &on_sock, Some(&ini), None).await?;
+    let auth = || Command::new(&opts.exe);
+    let mut off = spawn(auth(), &["auth"], &off_sock, Some(&ini), None).await?;
+    let mut on = spawn(auth(), &["auth", &on_flag], &on_sock, Some(&ini), None).await?;
     let scrapes = Arc::new(AtomicUsize::new(0));
     let scraper = tokio::spawn(scrape_every_second(port, Arc::clone(&scrapes)));
 
@@ -207,7 +208,7 @@ async fn idle_memory(exe: &Path, daemon: &str, ini: &Path, dir: &Path) -> io::Re
         } else {
             vec![daemon, &flag]
         };
-        let mut child: Child = spawn(exe, &args, &sock, Some(ini), None).await?;
+        let mut child: Child = spawn(Command::new(exe), &args, &sock, Some(ini), None).await?;
         if i == 1 {
             scrape(port).await?;
         }

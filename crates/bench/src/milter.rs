@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use indymilter::{Callbacks, Status as MilterStatus};
 use indymilter_test::{MacroStage, Status, TestConnection};
+use tokio::process::Command;
 
-use crate::{memory_kib, spawn_bare};
+use crate::{memory_kib, spawn};
 
 const DOMAIN: &str = "bench.example";
 const FROM: &str = "benchsend@bench.example";
@@ -113,7 +114,11 @@ impl Rig {
         )?;
         let sock = tmp.path().join("milter.socket");
         let log = tmp.path().join("milter.log");
-        let milter = spawn_bare(exe, &["milter"], &sock, Some(&ini), Some(&log)).await?;
+        // An empty environment (but for `RUST_LOG`): what the daemon does
+        // must not depend on what the caller's environment holds.
+        let mut cmd = Command::new(exe);
+        cmd.env_clear();
+        let milter = spawn(cmd, &["milter"], &sock, Some(&ini), Some(&log)).await?;
         let pid = milter.id().unwrap_or(0);
 
         let mails =

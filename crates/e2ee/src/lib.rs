@@ -109,6 +109,15 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The reply `code enhanced text`.
+    pub const fn new(code: u16, enhanced: &'static str, text: &'static str) -> Self {
+        Self {
+            code,
+            enhanced,
+            text,
+        }
+    }
+
     /// Whether the reply is a temporary failure (4xx).
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
@@ -123,22 +132,19 @@ impl fmt::Display for Reply {
 
 /// Cleartext where encryption is required. Same code and text as
 /// filtermail (Delta Chat shows it to the user), plus the enhanced code.
-pub const ENCRYPTION_NEEDED: Reply = Reply {
-    code: 523,
-    enhanced: "5.7.1",
-    text: "Encryption Needed: Invalid Unencrypted Mail",
-};
+pub const ENCRYPTION_NEEDED: Reply =
+    Reply::new(523, "5.7.1", "Encryption Needed: Invalid Unencrypted Mail");
 
 /// Outgoing mail whose From header is not exactly one address equal to the
 /// envelope sender. filtermail answers `500 Invalid FROM <from> for
 /// <sender>`; 500 means "syntax error" and the addresses are the client's
 /// own, so we answer with the policy code 554 5.7.1 and keep the
 /// `Invalid FROM` wording.
-pub const FROM_MISMATCH: Reply = Reply {
-    code: 554,
-    enhanced: "5.7.1",
-    text: "Invalid FROM: the From header must be the envelope sender",
-};
+pub const FROM_MISMATCH: Reply = Reply::new(
+    554,
+    "5.7.1",
+    "Invalid FROM: the From header must be the envelope sender",
+);
 
 /// The decision on one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -74,19 +74,15 @@ use crate::TEMPFAIL;
 
 /// The message would need more memory to decide on than the whole budget:
 /// resending the same message cannot help.
-pub const TOO_COSTLY: Reply = Reply {
-    code: 552,
-    enhanced: "5.3.4",
-    text: "Message too large or too complex to check",
-};
+pub const TOO_COSTLY: Reply = Reply::new(552, "5.3.4", "Message too large or too complex to check");
 
 /// No memory free right now for a message that outgrew its reservation, or
 /// the wait for it took too long: the client retries later.
-pub const BUSY: Reply = Reply {
-    code: 451,
-    enhanced: "4.3.1",
-    text: "Insufficient system resources to check the message, try again later",
-};
+pub const BUSY: Reply = Reply::new(
+    451,
+    "4.3.1",
+    "Insufficient system resources to check the message, try again later",
+);
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;

@@ -132,11 +132,7 @@ async fn unless_gone(
 }
 
 /// The answer to a message whose Postfix has gone away; nobody reads it.
-const GONE: Reply = Reply {
-    code: 451,
-    enhanced: "4.3.0",
-    text: "Postfix closed the connection",
-};
+const GONE: Reply = Reply::new(451, "4.3.0", "Postfix closed the connection");
 
 fn conn(data: &mut Option<Conn>) -> &mut Conn {
     data.get_or_insert_with(Conn::default)
@@ -242,34 +238,16 @@ async fn eom(
         }
     };
     chatmail_metrics::milter().decided(direction, verdict.as_ref().ok(), started);
-    match verdict {
-        Ok(Verdict::Accept(reason)) => {
-            tracing::info!(
-                queue_id,
-                sender,
-                ?direction,
-                recipients,
-                size,
-                "accepted: {reason}"
-            );
-            Status::Accept
-        }
-        Ok(Verdict::Reject(reply)) => {
-            tracing::info!(
-                queue_id,
-                sender,
-                ?direction,
-                recipients,
-                size,
-                "rejected: {reply}"
-            );
-            set_reply(&mut cx.reply, reply)
-        }
+    let (outcome, reply) = match verdict {
+        Ok(Verdict::Accept(reason)) => (format!("accepted: {reason}"), None),
+        Ok(Verdict::Reject(reply)) => (format!("rejected: {reply}"), Some(reply)),
         Err(e) => {
             tracing::error!(queue_id, sender, "the check failed: {e}");
-            set_reply(&mut cx.reply, TEMPFAIL)
+            return set_reply(&mut cx.reply, TEMPFAIL);
         }
-    }
+    };
+    tracing::info!(queue_id, sender, ?direction, recipients, size, "{outcome}");
+    reply.map_or(Status::Accept, |reply| set_reply(&mut cx.reply, reply))
 }
 
 /// The encryption verdict on a finished message and, when it accepts, the

@@ -20,11 +20,11 @@ use indymilter::{ContextActions, EomActions};
 
 /// The key cannot be used: the message waits in the client's queue until
 /// the operator fixes it, rather than leaving unsigned (peers refuse it).
-pub const SIGNING_UNAVAILABLE: Reply = Reply {
-    code: 451,
-    enhanced: "4.7.0",
-    text: "DKIM signing is not available, try again later",
-};
+pub const SIGNING_UNAVAILABLE: Reply = Reply::new(
+    451,
+    "4.7.0",
+    "DKIM signing is not available, try again later",
+);
 
 /// Where a message comes from, as far as DKIM goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,19 +46,15 @@ pub use crate::session::Filter;
 /// A message larger than `max_message_size`: the answer Postfix itself
 /// gives above `message_size_limit`, permanent because resending cannot
 /// make the message smaller.
-pub const MESSAGE_TOO_BIG: Reply = Reply {
-    code: 552,
-    enhanced: "5.3.4",
-    text: "Message size exceeds fixed limit",
-};
+pub const MESSAGE_TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
 
 /// Any failure of our own: the client retries later, nothing is accepted
 /// unchecked.
-pub const TEMPFAIL: Reply = Reply {
-    code: 451,
-    enhanced: "4.3.0",
-    text: "Temporary failure of the encryption check, try again later",
-};
+pub const TEMPFAIL: Reply = Reply::new(
+    451,
+    "4.3.0",
+    "Temporary failure of the encryption check, try again later",
+);
 
 /// How many Postfix connections we serve at once. Each smtpd process holds
 /// one; above this, connections wait and Postfix's milter timeouts turn

@@ -20,11 +20,7 @@ use crate::{MESSAGE_TOO_BIG, TEMPFAIL};
 
 /// Too many header fields, or too many bytes of them: no mail we need to
 /// pass has more than a few dozen fields.
-pub const HEADER_TOO_BIG: Reply = Reply {
-    code: 552,
-    enhanced: "5.3.4",
-    text: "Message header exceeds fixed limit",
-};
+pub const HEADER_TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message header exceeds fixed limit");
 
 /// The most top-level header fields a message may have.
 pub const MAX_HEADER_FIELDS: usize = 1000;

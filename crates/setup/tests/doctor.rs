@@ -158,6 +158,13 @@ fn check<'a>(report: &'a DoctorReport, name: &str) -> &'a chatmail_setup::Check 
         .unwrap_or_else(|| panic!("no check {name}:\n{report}"))
 }
 
+/// The check `name` of `report` failed, and the report says `says`.
+fn assert_fails(report: &DoctorReport, name: &str, says: &str) {
+    let text = report.to_string();
+    assert_eq!(check(report, name).status, Status::Fail, "{text}");
+    assert!(text.contains(says), "{text}");
+}
+
 #[tokio::test]
 async fn a_healthy_relay_passes() {
     let relay = Relay::new();
@@ -316,14 +323,10 @@ async fn unwired_postfix_and_dovecot_fail() {
     fs::remove_file(relay.etc.join("dovecot/chatmail-auth.lua")).unwrap();
     let report = doctor(&relay.options()).await;
     let text = report.to_string();
-    assert_eq!(
-        check(&report, "postfix milter").status,
-        Status::Fail,
-        "{text}"
-    );
-    assert!(
-        text.contains("does not name /var/spool/postfix/chatmail/milter.socket"),
-        "{text}"
+    assert_fails(
+        &report,
+        "postfix milter",
+        "does not name /var/spool/postfix/chatmail/milter.socket",
     );
     assert_eq!(
         check(&report, "dovecot auth").status,
@@ -396,14 +399,10 @@ async fn moved_sockets_are_asked_there_and_must_be_wired_there() {
     let text = report.to_string();
     assert_eq!(check(&report, "socket milter").status, Status::Ok, "{text}");
     // /etc/postfix/main.cf still names the shipped path.
-    assert_eq!(
-        check(&report, "postfix milter").status,
-        Status::Fail,
-        "{text}"
-    );
-    assert!(
-        text.contains("does not name /elsewhere/milter.socket"),
-        "{text}"
+    assert_fails(
+        &report,
+        "postfix milter",
+        "does not name /elsewhere/milter.socket",
     );
 
     opts.postfix_config_dir = Some(postfix_dir);

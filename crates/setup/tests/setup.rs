@@ -6,8 +6,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use chatmail_setup::{Change, SetupError, SetupOptions, install};
-use common::{DOMAIN, debian_etc, run_setup, snapshot};
+use chatmail_setup::{Change, SetupError};
+use common::{DOMAIN, debian_etc, run_setup, setup_as, snapshot};
 
 #[test]
 fn applies_the_snippets() {
@@ -220,16 +220,7 @@ fn the_packages_commented_chatmail_ini_gets_the_domain() {
     assert_eq!(snapshot(&etc), before);
 
     // A second relay's domain is refused once one is set.
-    let err = install::run(
-        &SetupOptions {
-            domain: "other.org".into(),
-            etc: Some(etc.clone()),
-            dry_run: false,
-            acme: None,
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
+    let err = setup_as("other.org", &etc, false).0.unwrap_err();
     assert!(matches!(err, SetupError::DomainMismatch { .. }), "{err}");
 }
 
@@ -260,16 +251,7 @@ fn bad_domains_are_refused_clearly() {
         "a..b",
         "x.org\nmax_message_size = 1",
     ] {
-        let err = install::run(
-            &SetupOptions {
-                domain: domain.into(),
-                etc: Some(etc.clone()),
-                dry_run: false,
-                acme: None,
-            },
-            &mut Vec::new(),
-        )
-        .unwrap_err();
+        let err = setup_as(domain, &etc, false).0.unwrap_err();
         assert!(
             matches!(err, SetupError::BadDomain { .. }),
             "{domain:?}: {err}"
@@ -292,16 +274,7 @@ fn another_domain_in_chatmail_ini_is_refused() {
         "[params]\nmail_domain = other.org\n",
     )
     .unwrap();
-    let err = install::run(
-        &SetupOptions {
-            domain: DOMAIN.into(),
-            etc: Some(etc.clone()),
-            dry_run: false,
-            acme: None,
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
+    let err = setup_as(DOMAIN, &etc, false).0.unwrap_err();
     assert!(
         err.to_string()
             .contains("mail_domain = other.org, not chat.example.org"),
@@ -312,16 +285,7 @@ fn another_domain_in_chatmail_ini_is_refused() {
 #[test]
 fn missing_postfix_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let err = install::run(
-        &SetupOptions {
-            domain: DOMAIN.into(),
-            etc: Some(dir.path().to_owned()),
-            dry_run: true,
-            acme: None,
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
+    let err = setup_as(DOMAIN, dir.path(), true).0.unwrap_err();
     assert!(err.to_string().contains("apt-get install postfix"), "{err}");
 }
 

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chatmail_setup::{SetupOptions, SetupReport, install};
+use chatmail_setup::{SetupError, SetupOptions, SetupReport, install};
 
 pub const DOMAIN: &str = "chat.example.org";
 
@@ -67,19 +67,30 @@ pub fn debian_etc(dir: &Path) -> PathBuf {
     etc
 }
 
+/// `chatmail setup --domain DOMAIN` on `etc`, expected to succeed: its
+/// report and what it printed.
 pub fn run_setup(etc: &Path, dry_run: bool) -> (SetupReport, String) {
+    let (result, out) = setup_as(DOMAIN, etc, dry_run);
+    (result.unwrap(), out)
+}
+
+/// `chatmail setup --domain domain` on `etc`: its result and what it printed.
+pub fn setup_as(
+    domain: &str,
+    etc: &Path,
+    dry_run: bool,
+) -> (Result<SetupReport, SetupError>, String) {
     let mut out = Vec::new();
-    let report = install::run(
+    let result = install::run(
         &SetupOptions {
-            domain: DOMAIN.into(),
+            domain: domain.into(),
             etc: Some(etc.to_owned()),
             dry_run,
             acme: None,
         },
         &mut out,
-    )
-    .unwrap();
-    (report, String::from_utf8(out).unwrap())
+    );
+    (result, String::from_utf8(out).unwrap())
 }
 
 /// Every file under `dir` with its contents, for before/after comparisons.
