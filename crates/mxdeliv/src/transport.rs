@@ -369,9 +369,15 @@ impl Job {
         }
         smtp.command("DATA").await?;
         smtp.expect(354).await?;
-        let mut out = Vec::with_capacity(self.body.len() + self.body.len() / 50 + 8);
+        // In pieces: the message is already held once, not twice.
+        let mut out = Vec::new();
         let mut stuffer = DotStuffer::default();
-        stuffer.encode(&self.body, &mut out);
+        for piece in self.body.chunks(64 * 1024) {
+            out.clear();
+            stuffer.encode(piece, &mut out);
+            smtp.write(&out).await?;
+        }
+        out.clear();
         stuffer.finish(&mut out);
         smtp.write(&out).await?;
         let done = smtp.reply().await?;
