@@ -92,12 +92,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dns_server  # noqa: E402
 from conftest import (  # noqa: E402
+    closed_port,
     encrypted_message,
     free_ports,
     grown_encrypted_message,
     start_sandbox,
     stop_sandbox,
 )
+from conftest import relay_log as log  # noqa: E402
 
 A, B, C = "relay-a.test", "relay-b.test", "relay-c.test"
 PASSWORD = "s3cret-password"
@@ -107,12 +109,6 @@ B_PARAMS = "max_message_size = 31457280\n"
 COMMON = "max_user_send_per_minute = 6000\nmax_user_send_burst_size = 1000\n"
 
 
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Network:
@@ -179,8 +175,6 @@ class Network:
                     print(f"stopping {relay.domain}: {e}", file=sys.stderr)
 
 
-def log(relay, name):
-    return (Path(relay.info["log_dir"]) / f"{name}.log").read_text()
 
 
 def with_message_id(raw, tag):

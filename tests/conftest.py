@@ -10,6 +10,7 @@ import base64
 import imaplib
 import json
 import random
+import re
 import os
 import shutil
 import signal
@@ -202,6 +203,35 @@ class Relay:
 
 # The password of the accounts the tests create.
 PASSWORD = "s3cret-password"
+
+
+def account(relay):
+    """A fresh address of `relay`, created by logging in with PASSWORD."""
+    addr = relay.fresh_addr()
+    relay.imap_login(addr, PASSWORD).logout()
+    return addr
+
+
+def relay_log(relay, name):
+    """The text of `relay`'s log `name` (log/NAME.log of its state)."""
+    return (Path(relay.info["log_dir"]) / f"{name}.log").read_text()
+
+
+def wait_log(relay, name, pattern, timeout=30):
+    """Waits until `relay`'s log `name` matches `pattern`."""
+    deadline = time.time() + timeout
+    while not re.search(pattern, relay_log(relay, name)):
+        assert time.time() < deadline, f"{name}.log never matched {pattern!r}"
+        time.sleep(0.1)
+
+
+def closed_port():
+    """A loopback port nothing listens on (free a moment ago)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def free_ports(n):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import dns_server
-from conftest import PASSWORD, encrypted_message, start_sandbox, stop_sandbox
+from conftest import PASSWORD, account, encrypted_message, start_sandbox, stop_sandbox
 
 SENDER = "weak.test"
 SILENT = "silent.test"
@@ -59,10 +59,6 @@ def world():
     w.close()
 
 
-def account(relay):
-    addr = relay.fresh_addr()
-    relay.imap_login(addr, PASSWORD).logout()
-    return addr
 
 
 def send25(relay, raw, sender, rcpt):

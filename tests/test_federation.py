@@ -7,20 +7,22 @@ cases, and a DNS outage that defers instead of refusing."""
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 import dns_server
 from conftest import (
+    account,
     CHATMAIL_BIN,
     encrypted_message,
     free_ports,
     grown_encrypted_message,
     start_sandbox,
     stop_sandbox,
+    wait_log,
 )
+from conftest import relay_log as log
 
 A, B, SIBLING = "relay-a.test", "relay-b.test", "relay-c.test"
 PASSWORD = "s3cret-password"
@@ -92,21 +94,10 @@ def net():
     n.close()
 
 
-def account(relay):
-    addr = relay.fresh_addr()
-    relay.imap_login(addr, PASSWORD).logout()
-    return addr
 
 
-def log(relay, name):
-    return (Path(relay.info["log_dir"]) / f"{name}.log").read_text()
 
 
-def wait_log(relay, name, pattern, timeout=30):
-    deadline = time.time() + timeout
-    while not re.search(pattern, log(relay, name)):
-        assert time.time() < deadline, f"{name}.log never matched {pattern!r}"
-        time.sleep(0.2)
 
 
 def header_block(raw):

@@ -17,29 +17,26 @@ import ssl
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import dns_server
 from conftest import (
+    account,
+    closed_port,
     encrypted_message,
     free_ports,
     grown_encrypted_message,
     start_sandbox,
     stop_sandbox,
+    wait_log,
 )
+from conftest import relay_log as log
 
 A, B, C = "relay-a.test", "relay-b.test", "relay-c.test"
 PASSWORD = "s3cret-password"
 
 
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class NoMxdeliv:
@@ -145,21 +142,10 @@ def net():
     n.close()
 
 
-def account(relay):
-    addr = relay.fresh_addr()
-    relay.imap_login(addr, PASSWORD).logout()
-    return addr
 
 
-def log(relay, name):
-    return (Path(relay.info["log_dir"]) / f"{name}.log").read_text()
 
 
-def wait_log(relay, name, pattern, timeout=30):
-    deadline = time.time() + timeout
-    while not re.search(pattern, log(relay, name)):
-        assert time.time() < deadline, f"{name}.log never matched {pattern!r}"
-        time.sleep(0.1)
 
 
 def submit(relay, sender, rcpt, raw):
